@@ -1,0 +1,95 @@
+"""Hyper-parameters of a training run, in one frozen dataclass."""
+
+import dataclasses
+import json
+
+# Named constants of the task.
+NUM_DIGITS = 10
+NUM_SUMS = 2 * (NUM_DIGITS - 1) + 1  # 0..18
+IMAGE_SHAPE = (28, 28)
+MODEL_NAME = "mnist_sum"
+# Environment variable naming a local MNIST npz (Keras layout).
+DATA_ENV_VAR = "MNIST_SUM_DATA"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything that defines a training run.
+
+    Attributes:
+        epochs: Passes over the training split.
+        batch_size: Examples per training step.
+        learning_rate: Peak learning rate of the warm-up + cosine schedule.
+        warmup_epochs: Epochs of linear warm-up from 0 to `learning_rate`.
+        weight_decay: Decoupled weight decay of AdamW.
+        seed: Seeds weights, shuffling, training numbers and augmentation;
+            evaluation numbers use `seed` too, so held-out pairs never change.
+        validation_size: Images held out from the end of the training split for
+            model selection (the test split is never used for that).
+        conv_filters: Channels of each convolution stage; every stage is two
+            3x3 conv + batch-norm + ReLU blocks followed by 2x2 max-pooling.
+        feature_units: Width of the image embedding read by both heads.
+        sum_units: Widths of the sum head's hidden layers after the merge of
+            the image embedding with the one-hot number.
+        merge_digit_probabilities: If True, the sum head's merge also takes the
+            digit head's probabilities (learned features of the image), which
+            keeps the predicted sum consistent with the predicted digit.
+        dropout: Dropout rate on the image embedding.
+        max_shift: Largest random translation, as a fraction of the image side.
+        max_rotation: Largest random rotation, as a fraction of a full turn.
+        max_zoom: Largest random zoom in or out, as a fraction of the size.
+        data_path: Local MNIST npz in the Keras layout; None downloads it with
+            `keras.datasets.mnist.load_data()` (or reads `MNIST_SUM_DATA`).
+        output_dir: Folder that receives `mnist_sum/<version>/` exports.
+    """
+
+    epochs: int = 8
+    batch_size: int = 128
+    learning_rate: float = 3e-3
+    warmup_epochs: float = 1.0
+    weight_decay: float = 1e-4
+    seed: int = 1
+    validation_size: int = 5000
+    conv_filters: tuple = (32, 64, 96)
+    feature_units: int = 128
+    sum_units: tuple = (128, 128)
+    merge_digit_probabilities: bool = True
+    dropout: float = 0.2
+    max_shift: float = 0.1
+    max_rotation: float = 0.03
+    max_zoom: float = 0.1
+    data_path: str | None = None
+    output_dir: str = "saved_models"
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "feature_units"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(
+                    f"{name} must be a positive integer. Received: {name}={value!r}"
+                )
+        if self.validation_size < 0:
+            raise ValueError(
+                "validation_size must be >= 0. "
+                f"Received: validation_size={self.validation_size}"
+            )
+        if not self.learning_rate > 0:
+            raise ValueError(
+                f"learning_rate must be > 0. Received: learning_rate={self.learning_rate}"
+            )
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1). Received: dropout={self.dropout}")
+        # Tuples survive JSON as lists; normalise so configs compare equal.
+        object.__setattr__(self, "conv_filters", tuple(self.conv_filters))
+        object.__setattr__(self, "sum_units", tuple(self.sum_units))
+
+    def to_json(self, path):
+        """Writes the config as JSON to `path`."""
+        with open(path, "w") as f:
+            json.dump(dataclasses.asdict(self), f, indent=2)
+
+    @classmethod
+    def from_json(cls, path):
+        """Reads a config written by `to_json`."""
+        with open(path) as f:
+            return cls(**json.load(f))

@@ -1,0 +1,85 @@
+"""SavedModel export for TF Serving, in versioned folders written atomically."""
+
+import os
+import shutil
+import uuid
+
+import keras
+import tensorflow as tf
+
+from mnist_sum_keras.config import IMAGE_SHAPE, NUM_DIGITS
+
+SIGNATURE_KEY = "serving_default"
+
+
+def existing_versions(base_dir):
+    """Integer version folders under `base_dir` (what TF Serving would load)."""
+    if not os.path.isdir(base_dir):
+        return []
+    return sorted(int(name) for name in os.listdir(base_dir)
+                  if name.isdigit() and os.path.isdir(os.path.join(base_dir, name)))
+
+
+def next_version(base_dir):
+    """One more than the highest version present, 1 for an empty folder."""
+    return max(existing_versions(base_dir), default=0) + 1
+
+
+def _serving_function(model):
+    @tf.function(input_signature=[
+        tf.TensorSpec([None, *IMAGE_SHAPE], tf.uint8, name="image"),
+        tf.TensorSpec([None], tf.int32, name="number"),
+    ])
+    def serve(image, number):
+        # A one-hot of 10 is all zeros and would give a confident wrong sum:
+        # refuse it (InvalidArgument, which TF Serving turns into HTTP 400).
+        checks = [
+            tf.debugging.assert_equal(
+                tf.shape(image)[0], tf.shape(number)[0],
+                message="image and number must have the same batch size"),
+            tf.debugging.assert_greater_equal(
+                number, 0, message="number must be in 0..9"),
+            tf.debugging.assert_less(
+                number, NUM_DIGITS, message="number must be in 0..9"),
+        ]
+        with tf.control_dependencies(checks):
+            probs = model([tf.identity(image), tf.identity(number)], training=False)
+        return {
+            "digit": tf.argmax(probs["digit"], axis=-1),
+            "sum": tf.argmax(probs["sum"], axis=-1),
+            "digit_probabilities": probs["digit"],
+            "sum_probabilities": probs["sum"],
+        }
+    return serve
+
+
+def export_saved_model(model, base_dir, version=None):
+    """Exports `model` as `base_dir/<version>/` for TF Serving.
+
+    The SavedModel is written to a hidden temporary folder and renamed into
+    place, so a crash never leaves a half-written version that a server would
+    load, and an existing version is never overwritten.
+
+    Args:
+        model: the trained Keras model.
+        base_dir: the model's base path (e.g. `saved_models/mnist_sum`).
+        version: integer version; default one more than the highest present.
+
+    Returns:
+        The path of the new version folder.
+    """
+    version = next_version(base_dir) if version is None else int(version)
+    final = os.path.join(base_dir, str(version))
+    if os.path.exists(final):
+        raise FileExistsError(f"SavedModel version already exists: {final}")
+    os.makedirs(base_dir, exist_ok=True)
+    tmp = os.path.join(base_dir, f".tmp-{version}-{uuid.uuid4().hex}")
+    try:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(SIGNATURE_KEY, _serving_function(model))
+        archive.write_out(tmp, verbose=False)
+        os.rename(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final

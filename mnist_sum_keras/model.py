@@ -1,0 +1,97 @@
+"""The two-input, two-output network: build_model(config) -> keras.Model."""
+
+import keras
+from keras import layers
+
+from mnist_sum_keras.config import IMAGE_SHAPE, NUM_DIGITS, NUM_SUMS
+
+
+def _augmentation(config):
+    # Small shifts, rotations and zooms: the variations of handwriting that
+    # MNIST's centring leaves. Active in training only (Keras' data layers);
+    # a size of 0 leaves the layer out.
+    fill = {"fill_mode": "constant", "fill_value": 0.0}
+    layers_ = []
+    if config.max_rotation:
+        layers_.append(layers.RandomRotation(config.max_rotation, seed=config.seed, **fill))
+    if config.max_zoom:
+        layers_.append(layers.RandomZoom(config.max_zoom, seed=config.seed + 1, **fill))
+    if config.max_shift:
+        layers_.append(layers.RandomTranslation(
+            config.max_shift, config.max_shift, seed=config.seed + 2, **fill))
+    return layers_
+
+
+def _conv_block(x, filters, name):
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def build_model(config):
+    """Builds the uncompiled network.
+
+    Inputs are raw: `image` uint8 (batch, 28, 28) with pixels 0..255 and
+    `number` int32 (batch,) in 0..9; rescaling and the one-hot live inside.
+    The CNN embedding of the image feeds the `digit` head, and, merged with the
+    one-hot number, a hidden-layer MLP that learns the `sum` (0..18).
+
+    Args:
+        config: a `Config`.
+
+    Returns:
+        A functional `keras.Model` with outputs `{"digit": (batch, 10),
+        "sum": (batch, 19)}` of probabilities.
+    """
+    image = keras.Input(shape=IMAGE_SHAPE, dtype="uint8", name="image")
+    number = keras.Input(shape=(), dtype="int32", name="number")
+
+    x = layers.Rescaling(1.0 / 255, name="rescale")(image)
+    x = layers.Reshape(IMAGE_SHAPE + (1,), name="add_channel")(x)
+    for layer in _augmentation(config):
+        x = layer(x)
+    for stage, filters in enumerate(config.conv_filters):
+        x = _conv_block(x, filters, f"stage{stage}a")
+        x = _conv_block(x, filters, f"stage{stage}b")
+        x = layers.MaxPooling2D(name=f"stage{stage}_pool")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(config.feature_units, use_bias=False, name="embed")(x)
+    x = layers.BatchNormalization(name="embed_bn")(x)
+    x = layers.ReLU(name="embed_relu")(x)
+    features = layers.Dropout(config.dropout, name="embed_dropout")(x)
+
+    digit = layers.Dense(NUM_DIGITS, activation="softmax", name="digit")(features)
+
+    one_hot = layers.CategoryEncoding(NUM_DIGITS, output_mode="one_hot",
+                                      name="number_one_hot")(number)
+    merged = [features, digit, one_hot] if config.merge_digit_probabilities else [
+        features, one_hot]
+    h = layers.Concatenate(name="merge")(merged)
+    # Addition is not linear in [features, one-hot]: hidden layers are needed.
+    for i, units in enumerate(config.sum_units):
+        h = layers.Dense(units, activation="relu", name=f"sum_hidden{i}")(h)
+    total = layers.Dense(NUM_SUMS, activation="softmax", name="sum")(h)
+
+    return keras.Model(inputs=[image, number],
+                       outputs={"digit": digit, "sum": total}, name="mnist_sum")
+
+
+def compile_model(model, config, steps_per_epoch):
+    """Compiles with AdamW, a warm-up + cosine schedule, and per-head losses."""
+    total_steps = max(1, config.epochs * steps_per_epoch)
+    warmup_steps = min(total_steps - 1, int(config.warmup_epochs * steps_per_epoch))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0,
+        decay_steps=total_steps - warmup_steps,
+        warmup_target=config.learning_rate,
+        warmup_steps=warmup_steps,
+    )
+    model.compile(
+        optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
+        loss={"digit": "sparse_categorical_crossentropy",
+              "sum": "sparse_categorical_crossentropy"},
+        # Logged as digit_accuracy and sum_accuracy (val_ prefixed on validation).
+        metrics={"digit": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                 "sum": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]},
+    )
+    return model

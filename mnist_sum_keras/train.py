@@ -1,0 +1,128 @@
+"""Training: train(config, work_dir) -> (model, history), and the full run."""
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+
+import keras
+
+from mnist_sum_keras import data
+from mnist_sum_keras.config import MODEL_NAME
+from mnist_sum_keras.evaluate import evaluate
+from mnist_sum_keras.export import export_saved_model, next_version
+from mnist_sum_keras.model import build_model, compile_model
+
+BEST_CHECKPOINT = "best.keras"
+HISTORY_CSV = "history.csv"
+
+
+def load_datasets(config):
+    """MNIST arrays split as `{"train", "validation", "test"}: (images, digits)`."""
+    (x, y), test = data.load_mnist(config.data_path)
+    train, validation = data.split_validation(x, y, config.validation_size)
+    return {"train": train, "validation": validation, "test": test}
+
+
+def train(config, work_dir, datasets=None, verbose="auto"):
+    """Trains a fresh model; an interrupted call resumes when called again.
+
+    Args:
+        config: a `Config`.
+        work_dir: folder for the best-on-validation checkpoint, the CSV
+            history and the `BackupAndRestore` state. Calling again with the
+            same folder after an interruption resumes from the last epoch.
+        datasets: `{"train": (images, digits), "validation": (images, digits)}`
+            to use instead of MNIST (tests inject tiny data here).
+        verbose: Keras `fit` verbosity ("auto", 0, 1 or 2).
+
+    Returns:
+        `(model, history)`: the model restored to its best validation epoch
+        and the `keras.callbacks.History` of this call.
+    """
+    keras.utils.set_random_seed(config.seed)
+    if datasets is None:
+        datasets = load_datasets(config)
+    train_images, train_digits = datasets["train"]
+    validation = datasets.get("validation")
+    has_validation = validation is not None and len(validation[0]) > 0
+
+    train_ds = data.make_dataset(train_images, train_digits, batch_size=config.batch_size,
+                                 training=True, seed=config.seed)
+    val_ds = (data.make_dataset(*validation, batch_size=1000, training=False,
+                                seed=config.seed) if has_validation else None)
+    steps_per_epoch = math.ceil(len(train_images) / config.batch_size)
+    model = compile_model(build_model(config), config, steps_per_epoch)
+
+    os.makedirs(work_dir, exist_ok=True)
+    best_path = os.path.join(work_dir, BEST_CHECKPOINT)
+    monitor = "val_loss" if has_validation else "loss"
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(best_path, monitor=monitor, save_best_only=True),
+        keras.callbacks.CSVLogger(os.path.join(work_dir, HISTORY_CSV), append=True),
+        # Saves the state after every epoch; deleted when training completes.
+        keras.callbacks.BackupAndRestore(os.path.join(work_dir, "backup")),
+    ]
+    # shuffle=False: the pipeline reshuffles itself every epoch.
+    history = model.fit(train_ds, epochs=config.epochs, validation_data=val_ds,
+                        callbacks=callbacks, verbose=verbose, shuffle=False)
+    if os.path.exists(best_path):
+        model.load_weights(best_path)
+    return model, history
+
+
+def _save_keras_atomically(model, path):
+    tmp = f"{path}.tmp.keras"
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def run(config, datasets=None, verbose="auto"):
+    """Trains, evaluates on all test pairs and releases a new model version.
+
+    Writes under `config.output_dir/mnist_sum/`: the SavedModel `<version>/`
+    and beside it `v<version>.keras`, `v<version>.config.json`,
+    `v<version>.history.csv` and `v<version>.metrics.json`.
+
+    Args:
+        config: a `Config`.
+        datasets: as for `train`, plus `"test": (images, digits)`.
+        verbose: Keras progress-bar verbosity.
+
+    Returns:
+        The metrics dict (test figures, timings, version and paths).
+    """
+    start = time.perf_counter()
+    if datasets is None:
+        datasets = load_datasets(config)
+    base_dir = os.path.join(config.output_dir, MODEL_NAME)
+    work_dir = os.path.join(base_dir, "training")
+    model, _ = train(config, work_dir, datasets=datasets, verbose=verbose)
+    train_seconds = time.perf_counter() - start
+
+    figures = evaluate(model, *datasets["test"], verbose=verbose)
+    saved_model = export_saved_model(model, base_dir, version=next_version(base_dir))
+    version = os.path.basename(saved_model)
+    stem = os.path.join(base_dir, f"v{version}")
+    _save_keras_atomically(model, f"{stem}.keras")
+    config.to_json(f"{stem}.config.json")
+    shutil.copyfile(os.path.join(work_dir, HISTORY_CSV), f"{stem}.history.csv")
+    metrics = {
+        "version": int(version),
+        "saved_model": saved_model,
+        "keras_model": f"{stem}.keras",
+        "test_pairs": figures,
+        "train_seconds": round(train_seconds, 1),
+        "total_seconds": round(time.perf_counter() - start, 1),
+        "config": dataclasses.asdict(config),
+    }
+    with open(f"{stem}.metrics.json", "w") as f:
+        json.dump(metrics, f, indent=2)
+    shutil.rmtree(work_dir, ignore_errors=True)
+    return metrics

@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny synthetic MNIST-like data and a small config."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from mnist_sum_keras.config import Config
+
+
+def synthetic_digits(count, seed=0):
+    """uint8 (count, 28, 28) images whose class k is a bright bar on row 2k+4.
+
+    Learnable in a few steps, so a smoke fit can show the loss falling.
+    """
+    rng = np.random.default_rng(seed)
+    digits = rng.integers(0, 10, size=count).astype(np.uint8)
+    images = rng.integers(0, 40, size=(count, 28, 28)).astype(np.uint8)
+    for i, d in enumerate(digits):
+        row = 2 * int(d) + 4
+        images[i, row:row + 2, 4:24] = 255
+    return images, digits
+
+
+def write_npz(path, train=200, test=50, **overrides):
+    """Writes a small npz in the keras.datasets.mnist layout."""
+    x_train, y_train = synthetic_digits(train, seed=1)
+    x_test, y_test = synthetic_digits(test, seed=2)
+    arrays = {"x_train": x_train, "y_train": y_train,
+              "x_test": x_test, "y_test": y_test}
+    arrays.update(overrides)
+    np.savez(path, **arrays)
+    return str(path)
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    """A small, fast model configuration writing under tmp_path."""
+    return dataclasses.replace(
+        Config(), epochs=2, batch_size=32, conv_filters=(4, 8), feature_units=16,
+        sum_units=(32,), warmup_epochs=0.5, learning_rate=3e-3,
+        validation_size=40, output_dir=str(tmp_path / "out"), data_path=None)
+
+
+@pytest.fixture
+def tiny_datasets():
+    """Train/validation/test splits of synthetic digits."""
+    images, digits = synthetic_digits(400, seed=3)
+    return {"train": (images[:300], digits[:300]),
+            "validation": (images[300:340], digits[300:340]),
+            "test": (images[340:], digits[340:])}

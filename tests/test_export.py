@@ -1,0 +1,97 @@
+"""Tests of the SavedModel export for TF Serving."""
+
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import synthetic_digits
+from mnist_sum_keras import export
+from mnist_sum_keras.config import Config
+from mnist_sum_keras.model import build_model
+
+
+def _small_model():
+    return build_model(dataclasses.replace(
+        Config(), conv_filters=(4, 8), feature_units=16, sum_units=(32,)))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    model = _small_model()
+    base = str(tmp_path_factory.mktemp("export") / "mnist_sum")
+    path = export.export_saved_model(model, base)
+    return model, base, path
+
+
+def _serve(path):
+    return tf.saved_model.load(path).signatures[export.SIGNATURE_KEY]
+
+
+def test_versions_count_up_and_never_overwrite(exported):
+    model, base, path = exported
+    assert path == os.path.join(base, "1")
+    second = export.export_saved_model(model, base)
+    assert second == os.path.join(base, "2")
+    assert export.existing_versions(base) == [1, 2]
+    with pytest.raises(FileExistsError):
+        export.export_saved_model(model, base, version=1)
+    assert not [n for n in os.listdir(base) if n.startswith(".tmp")]
+
+
+def test_signature_names_dtypes_shapes(exported):
+    _, _, path = exported
+    serve = _serve(path)
+    inputs = serve.structured_input_signature[1]
+    assert set(inputs) == {"image", "number"}
+    assert inputs["image"].dtype == tf.uint8 and inputs["image"].shape.as_list() == [None, 28, 28]
+    assert inputs["number"].dtype == tf.int32 and inputs["number"].shape.as_list() == [None]
+    outputs = serve.structured_outputs
+    assert {k: v.dtype for k, v in outputs.items()} == {
+        "digit": tf.int64, "sum": tf.int64,
+        "digit_probabilities": tf.float32, "sum_probabilities": tf.float32}
+
+
+def test_served_outputs_equal_keras_model(exported):
+    model, _, path = exported
+    images, _ = synthetic_digits(8)
+    numbers = np.arange(8, dtype=np.int32)
+    served = _serve(path)(image=tf.constant(images), number=tf.constant(numbers))
+    expected = model.predict([images, numbers], verbose=0)
+    np.testing.assert_allclose(served["digit_probabilities"], expected["digit"], atol=1e-5)
+    np.testing.assert_allclose(served["sum_probabilities"], expected["sum"], atol=1e-5)
+    np.testing.assert_array_equal(served["digit"], np.argmax(expected["digit"], -1))
+    np.testing.assert_array_equal(served["sum"], np.argmax(served["sum_probabilities"], -1))
+
+
+@pytest.mark.parametrize("numbers,images,match", [
+    ([10], 1, "number must be in 0..9"),
+    ([3, -1], 2, "number must be in 0..9"),
+    ([1, 2, 3], 2, "same batch size"),
+])
+def test_bad_requests_raise_invalid_argument(exported, numbers, images, match):
+    _, _, path = exported
+    serve = _serve(path)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=match):
+        serve(image=tf.zeros([images, 28, 28], tf.uint8),
+              number=tf.constant(numbers, tf.int32))
+
+
+def test_failed_export_leaves_no_version(tmp_path, monkeypatch):
+    base = str(tmp_path / "mnist_sum")
+
+    def crash(obj, export_dir, **kwargs):
+        # Dies half-way: part of the SavedModel is on disk.
+        os.makedirs(export_dir)
+        with open(os.path.join(export_dir, "saved_model.pb"), "wb") as f:
+            f.write(b"partial")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(tf.saved_model, "save", crash)
+    with pytest.raises(RuntimeError, match="disk full"):
+        export.export_saved_model(_small_model(), base)
+    assert export.existing_versions(base) == []
+    assert os.listdir(base) == []
+
