@@ -5,11 +5,16 @@ import shutil
 import uuid
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-from mnist_sum_keras.config import IMAGE_SHAPE, NUM_DIGITS
+from mnist_sum_keras.config import IMAGE_SHAPE, MODEL_NAME, NUM_DIGITS
 
 SIGNATURE_KEY = "serving_default"
+# Where TF Serving looks for warm-up requests inside a version folder.
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+# Batch sizes replayed at load time, so the first real requests are not slow.
+WARMUP_BATCH_SIZES = (1, 100)
 
 
 def existing_versions(base_dir):
@@ -53,6 +58,30 @@ def _serving_function(model):
     return serve
 
 
+def write_warmup_requests(path, batch_sizes=WARMUP_BATCH_SIZES):
+    """Writes TF Serving's warm-up file: a TFRecord of `PredictionLog`s.
+
+    Args:
+        path: the file to write (`<version>/assets.extra/tf_serving_warmup_requests`).
+        batch_sizes: one request per batch size, of blank images and numbers 0..9.
+    """
+    # Imported here: only exporting needs the TF Serving protos.
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tf.io.TFRecordWriter(path) as writer:
+        for size in batch_sizes:
+            request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(
+                name=MODEL_NAME, signature_name=SIGNATURE_KEY))
+            request.inputs["image"].CopyFrom(tf.make_tensor_proto(
+                np.zeros((size, *IMAGE_SHAPE), np.uint8)))
+            request.inputs["number"].CopyFrom(tf.make_tensor_proto(
+                np.arange(size, dtype=np.int32) % NUM_DIGITS))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+
+
 def export_saved_model(model, base_dir, version=None):
     """Exports `model` as `base_dir/<version>/` for TF Serving.
 
@@ -79,6 +108,7 @@ def export_saved_model(model, base_dir, version=None):
         archive.track(model)
         archive.add_endpoint(SIGNATURE_KEY, _serving_function(model))
         archive.write_out(tmp, verbose=False)
+        write_warmup_requests(os.path.join(tmp, WARMUP_FILE))
         os.rename(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -95,3 +96,39 @@ def test_failed_export_leaves_no_version(tmp_path, monkeypatch):
     assert export.existing_versions(base) == []
     assert os.listdir(base) == []
 
+
+
+def test_warmup_file_parses_and_replays(exported):
+    from tensorflow_serving.apis import prediction_log_pb2
+    _, _, path = exported
+    serve = _serve(path)
+    records = list(tf.data.TFRecordDataset(os.path.join(path, export.WARMUP_FILE)))
+    assert len(records) == len(export.WARMUP_BATCH_SIZES)
+    for record, size in zip(records, export.WARMUP_BATCH_SIZES):
+        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        request = log.predict_log.request
+        assert request.model_spec.signature_name == export.SIGNATURE_KEY
+        inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+        assert inputs["image"].shape == (size, 28, 28) and inputs["image"].dtype == np.uint8
+        out = serve(**{k: tf.constant(v) for k, v in inputs.items()})
+        assert out["sum"].shape == (size,)
+
+
+def test_saved_model_cli_show_and_run(exported, tmp_path):
+    _, _, path = exported
+    show = subprocess.run(["saved_model_cli", "show", "--dir", path, "--all"],
+                          capture_output=True, text=True, timeout=300)
+    assert show.returncode == 0, show.stderr
+    assert "signature_def['serving_default']" in show.stdout
+    for name in ("image", "number", "digit", "sum", "digit_probabilities",
+                 "sum_probabilities"):
+        assert f"['{name}']" in show.stdout
+    np.save(tmp_path / "image.npy", np.zeros((2, 28, 28), np.uint8))
+    np.save(tmp_path / "number.npy", np.array([3, 4], np.int32))
+    run = subprocess.run(
+        ["saved_model_cli", "run", "--dir", path, "--tag_set", "serve",
+         "--signature_def", "serving_default", "--inputs",
+         f"image={tmp_path / 'image.npy'};number={tmp_path / 'number.npy'}"],
+        capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "sum_probabilities" in run.stdout
