@@ -10,6 +10,7 @@ IMAGE_SHAPE = (28, 28)
 MODEL_NAME = "mnist_sum"
 # Environment variable naming a local MNIST npz (Keras layout).
 DATA_ENV_VAR = "MNIST_SUM_DATA"
+SUM_MERGES = ("digit_probabilities", "features")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,9 +32,10 @@ class Config:
         feature_units: Width of the image embedding read by both heads.
         sum_units: Widths of the sum head's hidden layers after the merge of
             the image embedding with the one-hot number.
-        merge_digit_probabilities: If True, the sum head's merge also takes the
-            digit head's probabilities (learned features of the image), which
-            keeps the predicted sum consistent with the predicted digit.
+        sum_merge: What of the image the sum head merges with the one-hot
+            number: "digit_probabilities" (the digit head's 10 probabilities,
+            so the sum head sees the image only as the digit head does, which
+            keeps the two answers consistent) or "features" (the embedding).
         dropout: Dropout rate on the image embedding.
         max_shift: Largest random translation, as a fraction of the image side.
         max_rotation: Largest random rotation, as a fraction of a full turn.
@@ -43,17 +45,17 @@ class Config:
         output_dir: Folder that receives `mnist_sum/<version>/` exports.
     """
 
-    epochs: int = 8
+    epochs: int = 15
     batch_size: int = 128
     learning_rate: float = 3e-3
     warmup_epochs: float = 1.0
     weight_decay: float = 1e-4
     seed: int = 1
     validation_size: int = 5000
-    conv_filters: tuple = (32, 64, 96)
+    conv_filters: tuple = (24, 48, 96)
     feature_units: int = 128
     sum_units: tuple = (128, 128)
-    merge_digit_probabilities: bool = True
+    sum_merge: str = "digit_probabilities"
     dropout: float = 0.2
     max_shift: float = 0.1
     max_rotation: float = 0.03
@@ -79,6 +81,9 @@ class Config:
             )
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1). Received: dropout={self.dropout}")
+        if self.sum_merge not in SUM_MERGES:
+            raise ValueError(f"sum_merge must be one of {SUM_MERGES}. "
+                             f"Received: sum_merge={self.sum_merge!r}")
         # Tuples survive JSON as lists; normalise so configs compare equal.
         object.__setattr__(self, "conv_filters", tuple(self.conv_filters))
         object.__setattr__(self, "sum_units", tuple(self.sum_units))

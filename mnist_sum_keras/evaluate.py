@@ -1,15 +1,26 @@
 """Figures of a trained model on held-out images: evaluate(...) -> dict."""
 
-import numpy as np
+import os
 
-from mnist_sum_keras.config import NUM_DIGITS
-from mnist_sum_keras.data import all_pairs
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mnist_sum_keras.config import NUM_DIGITS, NUM_SUMS
+from mnist_sum_keras.data import all_pairs, fixed_numbers
 
 
 def predict_classes(model, images, numbers, batch_size=1000, verbose=0):
-    """Predicted digit and sum classes (argmax of each head) as int arrays."""
+    """Predicted classes and their probabilities of both heads.
+
+    Returns:
+        `(pred_digits, pred_sums, digit_confidence, sum_confidence)` arrays.
+    """
     probs = model.predict([images, numbers], batch_size=batch_size, verbose=verbose)
-    return np.argmax(probs["digit"], axis=-1), np.argmax(probs["sum"], axis=-1)
+    pred_digits = np.argmax(probs["digit"], axis=-1)
+    pred_sums = np.argmax(probs["sum"], axis=-1)
+    return (pred_digits, pred_sums, np.max(probs["digit"], axis=-1),
+            np.max(probs["sum"], axis=-1))
 
 
 def pair_figures(numbers, digits, pred_digits, pred_sums):
@@ -47,8 +58,106 @@ def evaluate(model, images, digits, batch_size=1000, verbose=0):
         `pair_figures` over the `10 * N` pairs.
     """
     pair_images, numbers, pair_digits, _ = all_pairs(images, digits)
-    pred_digits, pred_sums = predict_classes(
+    pred_digits, pred_sums, _, _ = predict_classes(
         model, pair_images, numbers, batch_size=batch_size, verbose=verbose)
-    figures = pair_figures(numbers, pair_digits, pred_digits, pred_sums)
-    assert figures["pairs"] == NUM_DIGITS * len(images)
-    return figures
+    return pair_figures(numbers, pair_digits, pred_digits, pred_sums)
+
+
+def _confusion(true, pred, classes):
+    return np.bincount(true * classes + pred, minlength=classes * classes).reshape(
+        classes, classes)
+
+
+def evaluation_report(model, images, digits, seed=1, batch_size=1000, verbose=0):
+    """The full report on a test set: exhaustive pairs and a single-number pass.
+
+    Args:
+        model: as for `evaluate`.
+        images: uint8 (N, 28, 28).
+        digits: labels (N,).
+        seed: fixes the single-number pass' numbers (`data.fixed_numbers`).
+        batch_size: pairs per prediction batch.
+        verbose: Keras progress-bar setting for `predict`.
+
+    Returns:
+        A dict: `exhaustive` (`pair_figures` on all 10 * N pairs),
+        `single_number` (`pair_figures` on N pairs, one number per image drawn
+        with `seed`, the protocol published solutions use),
+        `sum_accuracy_by_number` (10 values), `digit_accuracy_by_class`
+        (10 values), `digit_confusion` (10 x 10) and `sum_confusion` (19 x 19)
+        count matrices (rows true, columns predicted) over all pairs, and
+        `predictions`: the per-pair arrays behind them (image-major, number
+        fastest), for plots.
+    """
+    digits = np.asarray(digits, dtype=np.int32)
+    pair_images, numbers, pair_digits, sums = all_pairs(images, digits)
+    pred_digits, pred_sums, digit_conf, sum_conf = predict_classes(
+        model, pair_images, numbers, batch_size=batch_size, verbose=verbose)
+    # The single-number pass is a subset of the exhaustive pairs: image i with
+    # number chosen[i] is row 10 * i + chosen[i].
+    chosen = fixed_numbers(len(images), seed)
+    rows = np.arange(len(images)) * NUM_DIGITS + chosen
+    single = pair_figures(chosen, digits, pred_digits[rows], pred_sums[rows])
+    sum_ok = pred_sums == sums
+    digit_ok = pred_digits == pair_digits
+    return {
+        "exhaustive": pair_figures(numbers, pair_digits, pred_digits, pred_sums),
+        "single_number": {**single, "seed": int(seed)},
+        "sum_accuracy_by_number": [float(np.mean(sum_ok[numbers == n]))
+                                   for n in range(NUM_DIGITS)],
+        "digit_accuracy_by_class": [float(np.mean(digit_ok[pair_digits == d]))
+                                    for d in range(NUM_DIGITS)],
+        "digit_confusion": _confusion(pair_digits, pred_digits, NUM_DIGITS).tolist(),
+        "sum_confusion": _confusion(sums, pred_sums, NUM_SUMS).tolist(),
+        "predictions": {"numbers": numbers, "digits": pair_digits,
+                        "pred_digits": pred_digits, "pred_sums": pred_sums,
+                        "digit_confidence": digit_conf, "sum_confidence": sum_conf},
+    }
+
+
+class SavedModelPredictor:
+    """A served SavedModel behind the `predict([images, numbers])` of Keras.
+
+    Calls the `serving_default` signature, as TF Serving does, so evaluating
+    it measures exactly what is served.
+    """
+
+    def __init__(self, path):
+        from mnist_sum_keras.export import SIGNATURE_KEY
+        self.path = path
+        self._serve = tf.saved_model.load(path).signatures[SIGNATURE_KEY]
+
+    def predict(self, inputs, batch_size=1000, verbose=0):
+        images, numbers = inputs
+        progress = keras.utils.Progbar(len(images), verbose=verbose or 0)
+        digit, total = [], []
+        for start in range(0, len(images), batch_size):
+            stop = start + batch_size
+            out = self._serve(image=tf.constant(images[start:stop]),
+                              number=tf.constant(numbers[start:stop], tf.int32))
+            digit.append(out["digit_probabilities"].numpy())
+            total.append(out["sum_probabilities"].numpy())
+            progress.update(min(stop, len(images)))
+        return {"digit": np.concatenate(digit), "sum": np.concatenate(total)}
+
+
+def load_any_model(path):
+    """Loads a `.keras` file (safe mode) or a SavedModel directory for evaluation.
+
+    Raises:
+        ValueError: the path is missing or is neither kind of model.
+    """
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+            raise ValueError(f"Not a SavedModel directory (no saved_model.pb): {path!r}")
+        return SavedModelPredictor(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"Model not found: {path!r}. Expected a .keras file or a "
+                         "SavedModel directory.")
+    if not path.endswith(".keras"):
+        raise ValueError(f"Model file must end in .keras. Received: {path!r}")
+    try:
+        # safe_mode: a downloaded file cannot run arbitrary Python.
+        return keras.models.load_model(path, safe_mode=True)
+    except Exception as e:
+        raise ValueError(f"Could not load {path!r} as a Keras model: {e}") from e

@@ -64,9 +64,8 @@ def build_model(config):
 
     one_hot = layers.CategoryEncoding(NUM_DIGITS, output_mode="one_hot",
                                       name="number_one_hot")(number)
-    merged = [features, digit, one_hot] if config.merge_digit_probabilities else [
-        features, one_hot]
-    h = layers.Concatenate(name="merge")(merged)
+    image_view = digit if config.sum_merge == "digit_probabilities" else features
+    h = layers.Concatenate(name="merge")([image_view, one_hot])
     # Addition is not linear in [features, one-hot]: hidden layers are needed.
     for i, units in enumerate(config.sum_units):
         h = layers.Dense(units, activation="relu", name=f"sum_hidden{i}")(h)

@@ -40,3 +40,66 @@ def test_evaluate_uses_every_number_for_every_image():
     assert figures["sum_accuracy"] == pytest.approx(0.9)
     assert figures["consistency"] == pytest.approx(0.9)
     assert figures["both_correct"] == pytest.approx(0.9)
+
+
+def test_report_on_a_tiny_model_writes_metrics_and_plots(tmp_path, tiny_config):
+    import json
+    import os
+
+    from mnist_sum_keras.evaluate import evaluation_report, load_any_model
+    from mnist_sum_keras.model import build_model
+    from mnist_sum_keras.report import PLOTS, format_table, write_report
+
+    model_path = str(tmp_path / "v3.keras")
+    build_model(tiny_config).save(model_path)
+    (tmp_path / "v3.history.csv").write_text(
+        "epoch,digit_accuracy,digit_loss,loss,sum_accuracy,sum_loss,val_digit_accuracy,"
+        "val_digit_loss,val_loss,val_sum_accuracy,val_sum_loss\n"
+        "0,0.9,0.3,0.8,0.8,0.5,0.95,0.2,0.5,0.9,0.3\n"
+        "1,0.97,0.1,0.3,0.96,0.2,0.98,0.08,0.2,0.97,0.12\n")
+    images, digits = synthetic_digits(30)
+    report = evaluation_report(load_any_model(model_path), images, digits, seed=4)
+    assert report["exhaustive"]["pairs"] == 300
+    assert report["single_number"]["pairs"] == 30
+    assert np.sum(report["digit_confusion"]) == 300
+    assert np.array(report["sum_confusion"]).shape == (19, 19)
+    metrics = write_report(report, images, str(tmp_path / "report"), model_path)
+    with open(tmp_path / "report" / "metrics.json") as f:
+        saved = json.load(f)
+    assert saved == json.loads(json.dumps(metrics))
+    for key in ("exhaustive", "single_number", "sum_accuracy_by_number",
+                "digit_accuracy_by_class", "digit_confusion", "sum_confusion",
+                "model", "data_sha256", "versions", "plots"):
+        assert key in saved
+    assert len(saved["sum_accuracy_by_number"]) == len(saved["digit_accuracy_by_class"]) == 10
+    assert set(saved["versions"]) >= {"mnist_sum_keras", "tensorflow", "keras"}
+    for name in (*PLOTS, "training_curves.png"):
+        assert os.path.getsize(tmp_path / "report" / name) > 1000
+    assert "one number per image" in format_table(metrics)
+
+
+def test_single_number_pass_is_a_slice_of_the_exhaustive_pairs():
+    from mnist_sum_keras.data import fixed_numbers
+    from mnist_sum_keras.evaluate import evaluation_report
+
+    images, digits = synthetic_digits(20)
+    model = _OracleModel(images, digits)
+    report = evaluation_report(model, images, digits, seed=3)
+    chosen = fixed_numbers(20, 3)
+    # The oracle is wrong on the sum exactly when the number is 9.
+    assert report["single_number"]["sum_accuracy"] == pytest.approx(np.mean(chosen != 9))
+    assert report["sum_accuracy_by_number"] == [1.0] * 9 + [0.0]
+    assert model.calls == 1
+
+
+def test_load_any_model_errors(tmp_path):
+    from mnist_sum_keras.evaluate import load_any_model
+
+    with pytest.raises(ValueError, match="Model not found"):
+        load_any_model(str(tmp_path / "missing.keras"))
+    with pytest.raises(ValueError, match="no saved_model.pb"):
+        load_any_model(str(tmp_path))
+    fake = tmp_path / "fake.keras"
+    fake.write_text("not a zip")
+    with pytest.raises(ValueError, match="Could not load .*fake.keras"):
+        load_any_model(str(fake))

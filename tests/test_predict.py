@@ -1,0 +1,162 @@
+"""Tests of preprocessing users' images and predicting from them."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from mnist_sum_keras.config import DATA_ENV_VAR
+from mnist_sum_keras.data import load_mnist
+from mnist_sum_keras.predict import (ImageError, check_numbers, load_image,
+                                     predict_digits, preprocess)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _drawing(size, box, ink, paper, mode="L", shape="ellipse"):
+    image = Image.new(mode, size, paper)
+    draw = ImageDraw.Draw(image)
+    if shape == "ellipse":
+        draw.ellipse(box, outline=ink, width=max(1, (box[2] - box[0]) // 6))
+    else:
+        font = ImageFont.load_default(size=box[3] - box[1])
+        draw.text(box[:2], "7", fill=ink, font=font)
+    return image
+
+
+def _check_mnist_like(out):
+    assert out.shape == (28, 28) and out.dtype == np.uint8
+    assert out.max() == 255
+    # Black border, digit inside a 20 px box, centre of mass at the centre.
+    assert out[0].max() == out[-1].max() == out[:, 0].max() == out[:, -1].max() == 0
+    rows = np.flatnonzero(out.max(axis=1) > 50)
+    cols = np.flatnonzero(out.max(axis=0) > 50)
+    assert max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 in (19, 20, 21)
+    ys, xs = np.indices(out.shape)
+    total = out.sum()
+    assert abs((ys * out).sum() / total - 14) < 1.0
+    assert abs((xs * out).sum() / total - 14) < 1.0
+
+
+@pytest.mark.parametrize("size,box,ink,paper,shape", [
+    ((200, 150), (20, 10, 80, 110), 0, 255, "ellipse"),        # dark on light, off-centre
+    ((200, 150), (110, 30, 170, 140), 255, 0, "ellipse"),      # light on dark
+    ((1000, 800), (100, 100, 500, 700), 30, 220, "ellipse"),   # large, gray paper
+    ((14, 12), (2, 1, 9, 11), 0, 255, "ellipse"),              # smaller than MNIST
+    ((160, 160), (20, 10, 100, 110), 0, 255, "text"),          # a typed 7, off-centre
+    ((160, 160), (60, 40, 140, 140), 255, 0, "text"),
+])
+def test_preprocess_gives_mnist_style_digit(size, box, ink, paper, shape):
+    _check_mnist_like(preprocess(_drawing(size, box, ink, paper, shape=shape)))
+
+
+def test_preprocess_colour_and_transparent_images():
+    colour = _drawing((120, 120), (30, 20, 90, 100), (20, 20, 160), (250, 240, 200), "RGB")
+    _check_mnist_like(preprocess(colour))
+    clear = _drawing((120, 120), (30, 20, 90, 100), (0, 0, 0, 255), (0, 0, 0, 0), "RGBA")
+    _check_mnist_like(preprocess(clear))
+
+
+def _shift_tolerant_diff(a, b):
+    # Centre-of-mass rounding may move a digit by one pixel, as in MNIST itself.
+    a, b = a.astype(int), b.astype(int)
+    return min(np.abs(np.roll(a, (dy, dx), axis=(0, 1)) - b).mean()
+               for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+
+
+def test_preprocess_is_idempotent_on_mnist_style_input():
+    first = preprocess(_drawing((100, 100), (10, 10, 60, 90), 0, 255))
+    again = preprocess(Image.fromarray(first))
+    assert _shift_tolerant_diff(first, again) < 3
+
+
+@pytest.mark.skipif(not os.environ.get(DATA_ENV_VAR), reason=f"needs ${DATA_ENV_VAR}")
+def test_preprocess_leaves_real_mnist_digits_as_they_are():
+    _, (images, _) = load_mnist()
+    diffs = [np.abs(preprocess(Image.fromarray(im)).astype(int) - im).mean()
+             for im in images[:500]]
+    # Mean absolute change under 1 gray level of 255, on average.
+    assert np.mean(diffs) < 1.0, np.mean(diffs)
+
+
+def test_blank_image_is_refused():
+    with pytest.raises(ImageError, match="blank"):
+        preprocess(Image.new("L", (50, 50), 255))
+
+
+def test_load_image_errors_name_the_file(tmp_path):
+    with pytest.raises(ImageError, match="not found.*nope.png"):
+        load_image(str(tmp_path / "nope.png"))
+    with pytest.raises(ImageError, match="directory"):
+        load_image(str(tmp_path))
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    with pytest.raises(ImageError, match="notes.png"):
+        load_image(str(text))
+    good = tmp_path / "good.png"
+    _drawing((40, 40), (5, 5, 30, 35), 0, 255).save(good)
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(good.read_bytes()[:60])
+    with pytest.raises(ImageError, match="truncated.png"):
+        load_image(str(truncated))
+
+
+@pytest.mark.parametrize("numbers,count,match", [
+    ([10], 1, "0..9. Received: number=10"),
+    ([-1], 1, "number=-1"),
+    ([3.5], 1, "number=3.5"),
+    (["7"], 1, "number='7'"),
+    ([None], 1, "number=None"),
+    ([1, 2], 3, "one per image \\(3\\). Received: 2"),
+])
+def test_check_numbers_refuses(numbers, count, match):
+    with pytest.raises(ValueError, match=match):
+        check_numbers(numbers, count)
+
+
+def test_check_numbers_broadcasts_one_number():
+    np.testing.assert_array_equal(check_numbers([4], 3), [4, 4, 4])
+    np.testing.assert_array_equal(check_numbers(np.array([1, 2], np.int64), 2), [1, 2])
+
+
+class _FixedModel:
+    def predict(self, inputs, verbose=0):
+        images, numbers = inputs
+        digit = np.full((len(images), 10), 0.01)
+        digit[:, 3] = 0.91
+        total = np.eye(19)[3 + numbers]
+        return {"digit": digit, "sum": total}
+
+
+def test_predict_digits_reports_classes_and_probabilities():
+    images = np.zeros((2, 28, 28), np.uint8)
+    results = predict_digits(_FixedModel(), images, [5])
+    assert results == [
+        {"number": 5, "digit": 3, "digit_probability": pytest.approx(0.91),
+         "sum": 8, "sum_probability": 1.0}] * 2
+
+
+def _predict_script(*args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "predict.py"), *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_predict_script_errors(tmp_path):
+    image = tmp_path / "digit.png"
+    _drawing((40, 40), (5, 5, 30, 35), 0, 255).save(image)
+    cases = [
+        ((str(tmp_path / "missing.png"), "--number", "3"), "missing.png"),
+        ((str(image), "--number", "10"), "number=10"),
+        ((str(image), "--number", "x"), "Received: 'x'"),
+        ((str(image), str(image), "--number", "1", "2", "3"), "one per image"),
+        ((str(image), "--number", "1", "--model", str(tmp_path / "none.keras")),
+         "Model not found"),
+    ]
+    for args, message in cases:
+        result = _predict_script(*args)
+        assert result.returncode != 0, args
+        assert message in result.stderr, (args, result.stderr)
+        assert result.stdout == ""
