@@ -63,6 +63,11 @@ def evaluate(model, images, digits, batch_size=1000, verbose=0):
     return pair_figures(numbers, pair_digits, pred_digits, pred_sums)
 
 
+def _mean_or_none(values):
+    # None, not NaN, for a class absent from the test set: metrics.json stays JSON.
+    return float(np.mean(values)) if values.size else None
+
+
 def _confusion(true, pred, classes):
     return np.bincount(true * classes + pred, minlength=classes * classes).reshape(
         classes, classes)
@@ -84,7 +89,7 @@ def evaluation_report(model, images, digits, seed=1, batch_size=1000, verbose=0)
         `single_number` (`pair_figures` on N pairs, one number per image drawn
         with `seed`, the protocol published solutions use),
         `sum_accuracy_by_number` (10 values), `digit_accuracy_by_class`
-        (10 values), `digit_confusion` (10 x 10) and `sum_confusion` (19 x 19)
+        (10 values, None for a class absent from the set), `digit_confusion` (10 x 10) and `sum_confusion` (19 x 19)
         count matrices (rows true, columns predicted) over all pairs, and
         `predictions`: the per-pair arrays behind them (image-major, number
         fastest), for plots.
@@ -103,9 +108,9 @@ def evaluation_report(model, images, digits, seed=1, batch_size=1000, verbose=0)
     return {
         "exhaustive": pair_figures(numbers, pair_digits, pred_digits, pred_sums),
         "single_number": {**single, "seed": int(seed)},
-        "sum_accuracy_by_number": [float(np.mean(sum_ok[numbers == n]))
+        "sum_accuracy_by_number": [_mean_or_none(sum_ok[numbers == n])
                                    for n in range(NUM_DIGITS)],
-        "digit_accuracy_by_class": [float(np.mean(digit_ok[pair_digits == d]))
+        "digit_accuracy_by_class": [_mean_or_none(digit_ok[pair_digits == d])
                                     for d in range(NUM_DIGITS)],
         "digit_confusion": _confusion(pair_digits, pred_digits, NUM_DIGITS).tolist(),
         "sum_confusion": _confusion(sums, pred_sums, NUM_SUMS).tolist(),

@@ -87,6 +87,10 @@ def write_report(report, images, output_dir, model_path, data_path=None):
     return metrics
 
 
+def _percent(fraction):
+    return f"{'-':>7}" if fraction is None else f"{100 * fraction:>7.2f}"
+
+
 def format_table(metrics):
     """The compact text table printed by scripts/evaluate.py."""
     lines = [f"{'':<24}{'digit':>8}{'sum':>8}{'both':>8}{'consist.':>10}"]
@@ -99,8 +103,8 @@ def format_table(metrics):
     lines.append("")
     lines.append("number            " + "".join(f"{n:>7}" for n in range(10)))
     lines.append("sum accuracy (%)  " + "".join(
-        f"{100 * a:>7.2f}" for a in metrics["sum_accuracy_by_number"]))
+        _percent(a) for a in metrics["sum_accuracy_by_number"]))
     lines.append("true digit        " + "".join(f"{n:>7}" for n in range(10)))
     lines.append("digit accuracy (%)" + "".join(
-        f"{100 * a:>7.2f}" for a in metrics["digit_accuracy_by_class"]))
+        _percent(a) for a in metrics["digit_accuracy_by_class"]))
     return "\n".join(lines)

@@ -58,14 +58,16 @@ def test_report_on_a_tiny_model_writes_metrics_and_plots(tmp_path, tiny_config):
         "0,0.9,0.3,0.8,0.8,0.5,0.95,0.2,0.5,0.9,0.3\n"
         "1,0.97,0.1,0.3,0.96,0.2,0.98,0.08,0.2,0.97,0.12\n")
     images, digits = synthetic_digits(30)
+    digits[digits == 7] = 6  # A class with no test image: reported as None.
     report = evaluation_report(load_any_model(model_path), images, digits, seed=4)
+    assert report["digit_accuracy_by_class"][7] is None
     assert report["exhaustive"]["pairs"] == 300
     assert report["single_number"]["pairs"] == 30
     assert np.sum(report["digit_confusion"]) == 300
     assert np.array(report["sum_confusion"]).shape == (19, 19)
     metrics = write_report(report, images, str(tmp_path / "report"), model_path)
     with open(tmp_path / "report" / "metrics.json") as f:
-        saved = json.load(f)
+        saved = json.load(f, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
     assert saved == json.loads(json.dumps(metrics))
     for key in ("exhaustive", "single_number", "sum_accuracy_by_number",
                 "digit_accuracy_by_class", "digit_confusion", "sum_confusion",
