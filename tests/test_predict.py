@@ -160,3 +160,31 @@ def test_predict_script_errors(tmp_path):
         assert result.returncode != 0, args
         assert message in result.stderr, (args, result.stderr)
         assert result.stdout == ""
+
+
+RELEASED = os.path.join(ROOT, "saved_models", "mnist_sum")
+
+
+@pytest.mark.skipif(not os.environ.get(DATA_ENV_VAR), reason=f"needs ${DATA_ENV_VAR}")
+@pytest.mark.skipif(not os.path.isdir(os.path.join(RELEASED, "1")),
+                    reason="needs the released model")
+def test_png_round_trip_matches_array_prediction(tmp_path):
+    import json
+
+    from mnist_sum_keras.evaluate import load_any_model
+
+    _, (images, digits) = load_mnist()
+    picks = list(range(12))
+    paths = []
+    for i in picks:
+        paths.append(str(tmp_path / f"test{i}.png"))
+        Image.fromarray(images[i]).save(paths[-1])
+    numbers = [i % 10 for i in picks]
+    result = _predict_script(*paths, "--number", *map(str, numbers), "--json")
+    assert result.returncode == 0, result.stderr
+    from_png = [json.loads(line) for line in result.stdout.splitlines()]
+    model = load_any_model(os.path.join(RELEASED, "1"))
+    from_array = predict_digits(model, images[picks], numbers)
+    for png, array in zip(from_png, from_array):
+        assert (png["digit"], png["sum"]) == (array["digit"], array["sum"])
+    assert [r["digit"] for r in from_array] == [int(d) for d in digits[picks]]
