@@ -11,6 +11,7 @@ MODEL_NAME = "mnist_sum"
 # Environment variable naming a local MNIST npz (Keras layout).
 DATA_ENV_VAR = "MNIST_SUM_DATA"
 SUM_MERGES = ("digit_probabilities", "features")
+OPTIMIZERS = ("adamw", "sgd")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,7 +23,8 @@ class Config:
         batch_size: Examples per training step.
         learning_rate: Peak learning rate of the warm-up + cosine schedule.
         warmup_epochs: Epochs of linear warm-up from 0 to `learning_rate`.
-        weight_decay: Decoupled weight decay of AdamW.
+        optimizer: "adamw", or "sgd" (Nesterov momentum 0.9).
+        weight_decay: Decoupled weight decay (scaled by the learning rate).
         seed: Seeds weights, shuffling, training numbers and augmentation;
             evaluation numbers use `seed` too, so held-out pairs never change.
         validation_size: Images held out from the end of the training split for
@@ -49,6 +51,7 @@ class Config:
     batch_size: int = 128
     learning_rate: float = 3e-3
     warmup_epochs: float = 1.0
+    optimizer: str = "adamw"
     weight_decay: float = 1e-4
     seed: int = 1
     validation_size: int = 5000
@@ -81,6 +84,9 @@ class Config:
             )
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1). Received: dropout={self.dropout}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}. "
+                             f"Received: optimizer={self.optimizer!r}")
         if self.sum_merge not in SUM_MERGES:
             raise ValueError(f"sum_merge must be one of {SUM_MERGES}. "
                              f"Received: sum_merge={self.sum_merge!r}")

@@ -76,7 +76,7 @@ def build_model(config):
 
 
 def compile_model(model, config, steps_per_epoch):
-    """Compiles with AdamW, a warm-up + cosine schedule, and per-head losses."""
+    """Compiles with the optimizer, a warm-up + cosine schedule, per-head losses."""
     total_steps = max(1, config.epochs * steps_per_epoch)
     warmup_steps = min(total_steps - 1, int(config.warmup_epochs * steps_per_epoch))
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -85,8 +85,13 @@ def compile_model(model, config, steps_per_epoch):
         warmup_target=config.learning_rate,
         warmup_steps=warmup_steps,
     )
+    if config.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True,
+                                         weight_decay=config.weight_decay)
+    else:
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
     model.compile(
-        optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
+        optimizer=optimizer,
         loss={"digit": "sparse_categorical_crossentropy",
               "sum": "sparse_categorical_crossentropy"},
         # Logged as digit_accuracy and sum_accuracy (val_ prefixed on validation).

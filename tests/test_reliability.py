@@ -1,0 +1,67 @@
+"""Interrupted training resumes; the same seed gives the same model."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+
+from conftest import write_npz
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--epochs", "4", "--batch-size", "16", "--validation-size", "40", "--verbose", "2"]
+
+
+def _train_command(data, out, *extra):
+    return [sys.executable, os.path.join(ROOT, "scripts", "train.py"), "--data", data,
+            "--output-dir", str(out), *TINY, *extra]
+
+
+def test_killed_training_resumes_from_backup(tmp_path):
+    data = write_npz(tmp_path / "mnist.npz", train=1200, test=30)
+    out = tmp_path / "out"
+    command = _train_command(data, out)
+    backup = out / "mnist_sum" / "training" / "backup" / "training_metadata.json"
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 300
+            while not backup.exists() and first.poll() is None:
+                assert time.monotonic() < deadline, "no backup after 300 s"
+                time.sleep(0.05)
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=60)
+    assert first.returncode == -signal.SIGKILL, "the first run ended before the kill"
+    assert not (out / "mnist_sum" / "1").exists()
+
+    second = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr
+    assert "Epoch 1/4" not in second.stdout  # Resumed after the backed-up epoch.
+    assert "Epoch 4/4" in second.stdout
+    base = out / "mnist_sum"
+    with open(base / "v1.history.csv") as f:
+        epochs = [int(row["epoch"]) for row in csv.DictReader(f)]
+    assert epochs == [0, 1, 2, 3]
+    assert not (base / "training").exists()
+    keras.models.load_model(base / "v1.keras")
+
+
+def test_same_seed_gives_identical_weights(tmp_path):
+    data = write_npz(tmp_path / "mnist.npz", train=400, test=30)
+    weights = []
+    for name in ("a", "b"):
+        result = subprocess.run(_train_command(data, tmp_path / name, "--epochs", "2"),
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr
+        model = keras.models.load_model(tmp_path / name / "mnist_sum" / "v1.keras")
+        weights.append(model.get_weights())
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
+    with open(tmp_path / "a" / "mnist_sum" / "v1.history.csv") as fa, \
+            open(tmp_path / "b" / "mnist_sum" / "v1.history.csv") as fb:
+        assert fa.read() == fb.read()
