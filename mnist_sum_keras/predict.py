@@ -109,21 +109,46 @@ def check_numbers(numbers, count):
     return np.array(numbers * count if len(numbers) == 1 else numbers, np.int32)
 
 
+def check_images(images):
+    """A batch of raw MNIST-style images, checked; returns uint8 (N, 28, 28).
+
+    A trailing channel axis of 1, (N, 28, 28, 1), is dropped. Anything else
+    that is not uint8 pixels 0..255 in (N, 28, 28) with N >= 1 is refused
+    rather than guessed at: float images 0..1 would be read as near-black.
+
+    Raises:
+        ValueError: naming the input, what was received and what is expected.
+    """
+    images = np.asarray(images)
+    if images.ndim == 4 and images.shape[-1] == 1:
+        images = images[..., 0]
+    if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
+        raise ValueError("image must have shape (batch, 28, 28) (or (batch, 28, 28, 1)). "
+                         f"Received: shape={images.shape}")
+    if len(images) == 0:
+        raise ValueError("image batch is empty. Received: shape=(0, 28, 28)")
+    if images.dtype != np.uint8:
+        raise ValueError("image must be uint8 pixels 0..255, as MNIST stores them. "
+                         f"Received: dtype={images.dtype}")
+    return images
+
+
 def predict_digits(model, images, numbers):
     """Predictions for preprocessed images.
 
     Args:
         model: anything with `predict([images, numbers])` returning
             `{"digit", "sum"}` probabilities (Keras model or SavedModel wrapper).
-        images: uint8 (N, 28, 28).
+        images: as accepted by `check_images`.
         numbers: as accepted by `check_numbers`.
 
     Returns:
         One dict per image: `number`, `digit`, `digit_probability`, `sum`,
         `sum_probability`.
     """
+    images = check_images(images)
     numbers = check_numbers(numbers, len(images))
-    probs = model.predict([np.asarray(images, np.uint8), numbers], verbose=0)
+    probs = model.predict([images, numbers], verbose=0)
     results = []
     for number, p_digit, p_sum in zip(numbers, probs["digit"], probs["sum"]):
         digit, total = int(np.argmax(p_digit)), int(np.argmax(p_sum))

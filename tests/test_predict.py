@@ -10,8 +10,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from mnist_sum_keras.config import DATA_ENV_VAR
 from mnist_sum_keras.data import load_mnist
-from mnist_sum_keras.predict import (ImageError, check_numbers, load_image,
-                                     predict_digits, preprocess)
+from mnist_sum_keras.predict import (ImageError, check_images, check_numbers,
+                                     load_image, predict_digits, preprocess)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -120,6 +120,25 @@ def test_check_numbers_refuses(numbers, count, match):
 def test_check_numbers_broadcasts_one_number():
     np.testing.assert_array_equal(check_numbers([4], 3), [4, 4, 4])
     np.testing.assert_array_equal(check_numbers(np.array([1, 2], np.int64), 2), [1, 2])
+
+
+@pytest.mark.parametrize("images,match", [
+    (np.zeros((1, 28, 27), np.uint8), r"\(batch, 28, 28\).*shape=\(1, 28, 27\)"),
+    (np.zeros((1, 28, 28, 3), np.uint8), r"shape=\(1, 28, 28, 3\)"),
+    (np.zeros((1, 1, 28, 28, 1), np.uint8), "shape=\\(1, 1, 28, 28, 1\\)"),
+    (np.zeros((28, 28), np.uint8), r"shape=\(28, 28\)"),
+    (np.zeros((0, 28, 28), np.uint8), "empty"),
+    (np.zeros((2, 28, 28), np.float32), "uint8 pixels 0..255.*float32"),
+    (np.full((2, 28, 28), np.nan), "uint8.*float64"),
+])
+def test_check_images_refuses(images, match):
+    with pytest.raises(ValueError, match=match):
+        check_images(images)
+
+
+def test_check_images_drops_a_channel_axis_of_one():
+    images = np.arange(2 * 784, dtype=np.int64).reshape(2, 28, 28, 1).astype(np.uint8)
+    np.testing.assert_array_equal(check_images(images), images[..., 0])
 
 
 class _FixedModel:
