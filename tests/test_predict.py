@@ -1,8 +1,10 @@
 """Tests of preprocessing users' images and predicting from them."""
 
 import os
+import struct
 import subprocess
 import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -102,6 +104,24 @@ def test_load_image_errors_name_the_file(tmp_path):
     truncated.write_bytes(good.read_bytes()[:60])
     with pytest.raises(ImageError, match="truncated.png"):
         load_image(str(truncated))
+
+
+def _png_claiming(width, height):
+    """A tiny PNG whose header claims width x height (1-bit gray), and no pixels."""
+    def chunk(kind, data):
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+def test_decompression_bomb_is_refused(tmp_path):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_claiming(20000, 20000))
+    assert Image.MAX_IMAGE_PIXELS is not None  # Pillow's limit stays on.
+    with pytest.raises(ImageError, match="bomb.png.*too large"):
+        load_image(str(bomb))
 
 
 @pytest.mark.parametrize("numbers,count,match", [
