@@ -30,6 +30,20 @@ def next_version(base_dir):
     return max(existing_versions(base_dir), default=0) + 1
 
 
+def _assert_items(tensor, name, shown, per_item):
+    """Run-time check that every batch item holds `per_item` values.
+
+    Serving does not enforce the signature's shapes, and a static-shape check
+    would be folded away in the traced graph, so count the elements instead:
+    [batch, 28, 28] and its layout twin [batch, 28, 28, 1] pass; [batch, 28,
+    28, 3] or [batch, 28, 27] do not.
+    """
+    shape = tf.shape(tensor)
+    ok = tf.equal(tf.size(tensor), shape[0] * per_item)
+    return tf.debugging.Assert(ok, [f"{name} must have shape {shown}. Received shape:",
+                                    shape])
+
+
 def _serving_function(model):
     @tf.function(input_signature=[
         tf.TensorSpec([None, *IMAGE_SHAPE], tf.uint8, name="image"),
@@ -39,6 +53,10 @@ def _serving_function(model):
         # A one-hot of 10 is all zeros and would give a confident wrong sum:
         # refuse it (InvalidArgument, which TF Serving turns into HTTP 400).
         checks = [
+            _assert_items(image, "image", "[batch, 28, 28]", int(np.prod(IMAGE_SHAPE))),
+            _assert_items(number, "number", "[batch]", 1),
+            tf.debugging.assert_positive(
+                tf.shape(image)[0], message="image batch is empty"),
             tf.debugging.assert_equal(
                 tf.shape(image)[0], tf.shape(number)[0],
                 message="image and number must have the same batch size"),
@@ -48,7 +66,8 @@ def _serving_function(model):
                 number, NUM_DIGITS, message="number must be in 0..9"),
         ]
         with tf.control_dependencies(checks):
-            probs = model([tf.identity(image), tf.identity(number)], training=False)
+            probs = model([tf.reshape(image, [-1, *IMAGE_SHAPE]),
+                           tf.reshape(number, [-1])], training=False)
         return {
             "digit": tf.argmax(probs["digit"], axis=-1),
             "sum": tf.argmax(probs["sum"], axis=-1),
