@@ -38,6 +38,11 @@ def main(argv=None):
     except (DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: the last finished epoch is backed up under "
+              f"{config.output_dir}/mnist_sum/training/; run the same command again "
+              "to resume from it.", file=sys.stderr)
+        return 130
     figures = metrics["test_pairs"]
     print(f"\nReleased version {metrics['version']}: {metrics['saved_model']} "
           f"and {metrics['keras_model']}")

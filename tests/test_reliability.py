@@ -51,6 +51,28 @@ def test_killed_training_resumes_from_backup(tmp_path):
     keras.models.load_model(base / "v1.keras")
 
 
+def test_ctrl_c_exits_cleanly_with_a_good_checkpoint(tmp_path):
+    data = write_npz(tmp_path / "mnist.npz", train=1200, test=30)
+    out = tmp_path / "out"
+    work = out / "mnist_sum" / "training"
+    process = subprocess.Popen(_train_command(data, out), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (work / "backup" / "training_metadata.json").exists():
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert "run the same command again" in stderr
+    assert "Traceback" not in stderr
+    keras.models.load_model(work / "best.keras")  # The last good checkpoint.
+    assert not (out / "mnist_sum" / "1").exists()
+
+
 def test_same_seed_gives_identical_weights(tmp_path):
     data = write_npz(tmp_path / "mnist.npz", train=400, test=30)
     weights = []
