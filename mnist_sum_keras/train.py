@@ -1,6 +1,7 @@
 """Training: train(config, work_dir) -> (model, history), and the full run."""
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -73,14 +74,23 @@ def train(config, work_dir, datasets=None, verbose="auto"):
     return model, history
 
 
-def _save_keras_atomically(model, path):
-    tmp = f"{path}.tmp.keras"
+def _write_atomically(path, write):
+    """Calls `write(tmp)` then renames tmp to `path`: never a half-written file."""
+    root, ext = os.path.splitext(path)
+    tmp = f"{root}.tmp{ext}"  # Same extension: model.save wants ".keras".
     try:
-        model.save(tmp)
+        write(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _write_json(data):
+    def write(path):
+        with open(path, "w") as f:
+            json.dump(data, f, indent=2)
+    return write
 
 
 def run(config, datasets=None, verbose="auto"):
@@ -110,9 +120,10 @@ def run(config, datasets=None, verbose="auto"):
     saved_model = export_saved_model(model, base_dir, version=next_version(base_dir))
     version = os.path.basename(saved_model)
     stem = os.path.join(base_dir, f"v{version}")
-    _save_keras_atomically(model, f"{stem}.keras")
-    config.to_json(f"{stem}.config.json")
-    shutil.copyfile(os.path.join(work_dir, HISTORY_CSV), f"{stem}.history.csv")
+    _write_atomically(f"{stem}.keras", model.save)
+    _write_atomically(f"{stem}.config.json", config.to_json)
+    _write_atomically(f"{stem}.history.csv", functools.partial(
+        shutil.copyfile, os.path.join(work_dir, HISTORY_CSV)))
     metrics = {
         "version": int(version),
         "saved_model": saved_model,
@@ -122,7 +133,6 @@ def run(config, datasets=None, verbose="auto"):
         "total_seconds": round(time.perf_counter() - start, 1),
         "config": dataclasses.asdict(config),
     }
-    with open(f"{stem}.metrics.json", "w") as f:
-        json.dump(metrics, f, indent=2)
+    _write_atomically(f"{stem}.metrics.json", _write_json(metrics))
     shutil.rmtree(work_dir, ignore_errors=True)
     return metrics
