@@ -1,0 +1,44 @@
+"""The benchmark runs end to end with tiny settings, so it cannot rot."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mnist_sum_keras.config import DATA_ENV_VAR
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.skipif(not os.environ.get(DATA_ENV_VAR), reason=f"needs ${DATA_ENV_VAR}")
+def test_bench_quick(tmp_path):
+    output = tmp_path / "results.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--output", str(output),
+         "--work-dir", str(tmp_path / "work")],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(output.read_text())
+    assert results["quick"] is True
+    assert set(results) >= {"machine", "time_to_accuracy", "pipeline", "compute",
+                            "serving", "exhaustive_eval"}
+    assert results["pipeline"]["ratio"] > 0
+    assert results["compute"]["forward_flops_per_example"] > 0
+    assert set(results["serving"]) == {"served", "keras_predict", "keras_call"}
+    assert results["exhaustive_eval"]["pairs"] == 1000
+    assert "1. Time to accuracy" in result.stdout
+
+
+def test_flop_count_of_a_known_model():
+    import keras
+
+    from bench.run import model_flops
+
+    inputs = keras.Input((8, 8, 2))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    x = keras.layers.Flatten()(x)
+    model = keras.Model(inputs, keras.layers.Dense(5)(x))
+    # Conv: 8*8 positions * 3*3*2 inputs * 4 outputs; Dense: 256 * 5; x2 for mul+add.
+    assert model_flops(model) == 2 * (8 * 8 * 3 * 3 * 2 * 4 + 256 * 5)
