@@ -47,7 +47,7 @@ class Config:
         output_dir: Folder that receives `mnist_sum/<version>/` exports.
     """
 
-    epochs: int = 18
+    epochs: int = 26
     batch_size: int = 128
     learning_rate: float = 3e-3
     warmup_epochs: float = 1.0
@@ -55,7 +55,7 @@ class Config:
     weight_decay: float = 1e-4
     seed: int = 1
     validation_size: int = 5000
-    conv_filters: tuple = (24, 48, 96)
+    conv_filters: tuple = (16, 32, 64)
     feature_units: int = 128
     sum_units: tuple = (128, 128)
     sum_merge: str = "digit_probabilities"

@@ -153,7 +153,12 @@ def make_dataset(images, digits, *, batch_size, training, seed):
     dataset = tf.data.Dataset.zip(pairs, numbers).map(
         lambda pair, number: _to_example(*pair, number),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    # The pipeline starts from in-memory arrays, not files: under a
+    # multi-worker strategy each worker takes its share of the elements.
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
 def all_pairs(images, digits):

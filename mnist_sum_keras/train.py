@@ -2,16 +2,21 @@
 
 import dataclasses
 import functools
+import hashlib
 import json
 import math
 import os
 import shutil
+import tempfile
 import time
 
 import keras
+import numpy as np
+import tensorflow as tf
 
 from mnist_sum_keras import data
 from mnist_sum_keras.config import MODEL_NAME
+from mnist_sum_keras.distribute import is_chief
 from mnist_sum_keras.evaluate import evaluate
 from mnist_sum_keras.export import export_saved_model, next_version
 from mnist_sum_keras.model import build_model, compile_model
@@ -27,7 +32,7 @@ def load_datasets(config):
     return {"train": train, "validation": validation, "test": test}
 
 
-def train(config, work_dir, datasets=None, verbose="auto"):
+def train(config, work_dir, datasets=None, verbose="auto", strategy=None):
     """Trains a fresh model; an interrupted call resumes when called again.
 
     Args:
@@ -38,6 +43,8 @@ def train(config, work_dir, datasets=None, verbose="auto"):
         datasets: `{"train": (images, digits), "validation": (images, digits)}`
             to use instead of MNIST (tests inject tiny data here).
         verbose: Keras `fit` verbosity ("auto", 0, 1 or 2).
+        strategy: a `tf.distribute` strategy (see `distribute.make_strategy`);
+            None trains on one device. `config.batch_size` is per replica.
 
     Returns:
         `(model, history)`: the model restored to its best validation epoch
@@ -50,12 +57,16 @@ def train(config, work_dir, datasets=None, verbose="auto"):
     validation = datasets.get("validation")
     has_validation = validation is not None and len(validation[0]) > 0
 
-    train_ds = data.make_dataset(train_images, train_digits, batch_size=config.batch_size,
+    strategy = strategy or tf.distribute.get_strategy()
+    # The batch size is per replica: the global batch grows with the replicas.
+    global_batch = config.batch_size * strategy.num_replicas_in_sync
+    train_ds = data.make_dataset(train_images, train_digits, batch_size=global_batch,
                                  training=True, seed=config.seed)
     val_ds = (data.make_dataset(*validation, batch_size=1000, training=False,
                                 seed=config.seed) if has_validation else None)
-    steps_per_epoch = math.ceil(len(train_images) / config.batch_size)
-    model = compile_model(build_model(config), config, steps_per_epoch)
+    steps_per_epoch = math.ceil(len(train_images) / global_batch)
+    with strategy.scope():
+        model = compile_model(build_model(config), config, steps_per_epoch)
 
     os.makedirs(work_dir, exist_ok=True)
     best_path = os.path.join(work_dir, BEST_CHECKPOINT)
@@ -72,6 +83,14 @@ def train(config, work_dir, datasets=None, verbose="auto"):
     if os.path.exists(best_path):
         model.load_weights(best_path)
     return model, history
+
+
+def weights_digest(model):
+    """SHA-256 of all weights: equal digests mean identical models."""
+    digest = hashlib.sha256()
+    for weights in model.get_weights():
+        digest.update(np.ascontiguousarray(weights).tobytes())
+    return digest.hexdigest()
 
 
 def _write_atomically(path, write):
@@ -93,7 +112,7 @@ def _write_json(data):
     return write
 
 
-def run(config, datasets=None, verbose="auto"):
+def run(config, datasets=None, verbose="auto", strategy=None):
     """Trains, evaluates on all test pairs and releases a new model version.
 
     Writes under `config.output_dir/mnist_sum/`: the SavedModel `<version>/`
@@ -104,6 +123,9 @@ def run(config, datasets=None, verbose="auto"):
         config: a `Config`.
         datasets: as for `train`, plus `"test": (images, digits)`.
         verbose: Keras progress-bar verbosity.
+        strategy: as for `train`. Only the chief worker evaluates and writes
+            the release; other workers train in a temporary folder, removed
+            at the end, and return `{"chief": False}`.
 
     Returns:
         The metrics dict (test figures, timings, version and paths).
@@ -112,8 +134,17 @@ def run(config, datasets=None, verbose="auto"):
     if datasets is None:
         datasets = load_datasets(config)
     base_dir = os.path.join(config.output_dir, MODEL_NAME)
-    work_dir = os.path.join(base_dir, "training")
-    model, _ = train(config, work_dir, datasets=datasets, verbose=verbose)
+    chief = strategy is None or is_chief(strategy)
+    work_dir = (os.path.join(base_dir, "training") if chief
+                else tempfile.mkdtemp(prefix="mnist_sum_worker_"))
+    try:
+        model, _ = train(config, work_dir, datasets=datasets, verbose=verbose,
+                         strategy=strategy)
+    finally:
+        if not chief:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    if not chief:
+        return {"chief": False, "weights_sha256": weights_digest(model)}
     train_seconds = time.perf_counter() - start
 
     figures = evaluate(model, *datasets["test"], verbose=verbose)
@@ -125,6 +156,8 @@ def run(config, datasets=None, verbose="auto"):
     _write_atomically(f"{stem}.history.csv", functools.partial(
         shutil.copyfile, os.path.join(work_dir, HISTORY_CSV)))
     metrics = {
+        "chief": True,
+        "weights_sha256": weights_digest(model),
         "version": int(version),
         "saved_model": saved_model,
         "keras_model": f"{stem}.keras",

@@ -21,7 +21,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     output_dir = args.output_dir or os.path.normpath(args.model) + "-report"
 
-    # Imported after parsing so --help does not wait for TensorFlow.
     from mnist_sum_keras.data import DataError, load_mnist
     from mnist_sum_keras.evaluate import evaluation_report, load_any_model
     from mnist_sum_keras.report import format_table, write_report
