@@ -157,6 +157,7 @@ def run(config, datasets=None, verbose="auto", strategy=None):
         shutil.copyfile, os.path.join(work_dir, HISTORY_CSV)))
     metrics = {
         "chief": True,
+        "replicas": (strategy or tf.distribute.get_strategy()).num_replicas_in_sync,
         "weights_sha256": weights_digest(model),
         "version": int(version),
         "saved_model": saved_model,

@@ -61,8 +61,8 @@ def main(argv=None):
     print(f"Test set, every image with each number 0..9 ({figures['pairs']:,} pairs):")
     for key in ("digit_accuracy", "sum_accuracy", "both_correct", "consistency"):
         print(f"  {key:<15} {100 * figures[key]:.2f}%")
-    print(f"Training {metrics['train_seconds']:.0f} s, "
-          f"whole run {metrics['total_seconds']:.0f} s")
+    print(f"Training {metrics['train_seconds']:.0f} s on {metrics['replicas']} "
+          f"replica(s), whole run {metrics['total_seconds']:.0f} s")
     print(f"Weights sha256 {metrics['weights_sha256']}")
     return 0
 

@@ -52,7 +52,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
          "--strategy", "mirrored", "--devices", "/cpu:0", "/cpu:1", *TINY],
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert re.search(r"MirroredStrategy with devices .*CPU:0.*CPU:1", result.stderr)
+    assert "on 2 replica(s)" in result.stdout
     # 360 training images, 16 per replica x 2 replicas: 12 steps per epoch.
     assert "12/12" in result.stdout
     model = keras.models.load_model(out / "mnist_sum" / "v1.keras")
@@ -72,10 +72,13 @@ def _free_ports(count):
 
 
 @pytest.mark.xfail(
-    reason="Keras 3 with MultiWorkerMirroredStrategy fails in model.fit since TF 2.16: "
+    reason="Keras 3 with MultiWorkerMirroredStrategy fails in model.fit since TF 2.16; "
+           "with dict inputs both workers exit with 'Attempt to convert a value "
+           "({'image': PerReplica:...}) with an unsupported type (<class 'dict'>) to a "
+           "Tensor': https://github.com/keras-team/keras/issues/20329, "
            "https://github.com/keras-team/keras/issues/20585, "
            "https://github.com/tensorflow/tensorflow/issues/72388",
-    strict=False)
+    raises=AssertionError, strict=False)
 def test_multi_worker_strategy_two_local_workers(tmp_path):
     data = write_npz(tmp_path / "mnist.npz", train=400, test=30)
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
@@ -94,7 +97,7 @@ def test_multi_worker_strategy_two_local_workers(tmp_path):
             p.kill()
             p.wait(timeout=30)
     for p, (_, stderr) in zip(processes, outputs):
-        assert p.returncode == 0, stderr[-3000:]
+        assert p.returncode == 0, stderr[-3000:]  # Today: the upstream error above.
     chief_out, worker_out = outputs[0][0], outputs[1][0]
     assert "Released version 1" in chief_out
     assert "Worker done" in worker_out

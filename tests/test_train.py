@@ -55,6 +55,7 @@ def test_script_trains_from_data_option(tmp_path):
                      "--output-dir", str(out), "--verbose", "0")
     assert result.returncode == 0, result.stderr
     assert "(300 pairs)" in result.stdout and "digit_accuracy" in result.stdout
+    assert "on 1 replica(s)" in result.stdout
     assert os.path.isdir(out / "mnist_sum" / "1")
     assert not os.path.exists(out / "mnist_sum" / "training")
 
