@@ -6,9 +6,11 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
+import zipfile
 
 import keras
 import numpy as np
@@ -21,7 +23,9 @@ from mnist_sum_keras.evaluate import evaluate
 from mnist_sum_keras.export import export_saved_model, next_version
 from mnist_sum_keras.model import build_model, compile_model
 
-BEST_CHECKPOINT = "best.keras"
+# One file per improvement, never overwritten: a run killed while saving
+# leaves the previous best checkpoint intact.
+BEST_CHECKPOINT = "best-{epoch:03d}.keras"
 HISTORY_CSV = "history.csv"
 
 
@@ -80,9 +84,30 @@ def train(config, work_dir, datasets=None, verbose="auto", strategy=None):
     # shuffle=False: the pipeline reshuffles itself every epoch.
     history = model.fit(train_ds, epochs=config.epochs, validation_data=val_ds,
                         callbacks=callbacks, verbose=verbose, shuffle=False)
-    if os.path.exists(best_path):
-        model.load_weights(best_path)
+    best = latest_checkpoint(work_dir)
+    if best:
+        model.load_weights(best)
     return model, history
+
+
+def latest_checkpoint(work_dir):
+    """The newest best-on-validation checkpoint in `work_dir` that loads, or None.
+
+    A file cut short by a crash while saving does not load; the one before it,
+    written completely, is used instead.
+    """
+    if not os.path.isdir(work_dir):
+        return None
+    names = sorted(n for n in os.listdir(work_dir) if re.fullmatch(r"best-\d{3}\.keras", n))
+    for name in reversed(names):
+        path = os.path.join(work_dir, name)
+        try:
+            with zipfile.ZipFile(path) as archive:  # A .keras file is a zip.
+                if archive.testzip() is None:  # Every member's CRC checks out.
+                    return path
+        except (zipfile.BadZipFile, OSError, EOFError):
+            pass
+    return None
 
 
 def weights_digest(model):

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from conftest import write_npz
+from mnist_sum_keras.train import latest_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--epochs", "4", "--batch-size", "16", "--validation-size", "40", "--verbose", "2"]
@@ -69,7 +70,8 @@ def test_ctrl_c_exits_cleanly_with_a_good_checkpoint(tmp_path):
     assert process.returncode == 130, stderr
     assert "run the same command again" in stderr
     assert "Traceback" not in stderr
-    keras.models.load_model(work / "best.keras")  # The last good checkpoint.
+    best = latest_checkpoint(str(work))  # The last good checkpoint.
+    assert best and keras.models.load_model(best)
     assert not (out / "mnist_sum" / "1").exists()
 
 
@@ -87,3 +89,16 @@ def test_same_seed_gives_identical_weights(tmp_path):
     with open(tmp_path / "a" / "mnist_sum" / "v1.history.csv") as fa, \
             open(tmp_path / "b" / "mnist_sum" / "v1.history.csv") as fb:
         assert fa.read() == fb.read()
+
+
+def test_latest_checkpoint_skips_a_file_cut_short(tmp_path, tiny_config):
+    from mnist_sum_keras.model import build_model
+
+    model = build_model(tiny_config)
+    model.save(tmp_path / "best-001.keras")
+    model.save(tmp_path / "best-004.keras")
+    whole = (tmp_path / "best-004.keras").read_bytes()
+    (tmp_path / "best-007.keras").write_bytes(whole[: len(whole) // 2])  # Killed mid-save.
+    (tmp_path / "notes.keras").write_bytes(whole)
+    assert latest_checkpoint(str(tmp_path)) == str(tmp_path / "best-004.keras")
+    assert latest_checkpoint(str(tmp_path / "missing")) is None
