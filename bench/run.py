@@ -276,7 +276,7 @@ def format_table(r):
     lines.append(f"   {c['forward_flops_per_example'] / 1e6:.1f} MFLOP forward per example; "
                  f"training {c['train_flops_per_s'] / 1e9:.1f} GFLOP/s / matmul "
                  f"{c['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s = "
-                 f"{100 * c['fraction_of_matmul']:.0f}%")
+                 f"{100 * c['fraction_of_matmul']:.1f}%")
     for batch_size, row in c["by_batch_size"].items():
         lines.append(f"   batch {batch_size:>5}: {row['steps_per_s']:7.1f} steps/s "
                      f"{row['examples_per_s']:8.0f} examples/s")
