@@ -9,7 +9,6 @@ seconds (used by a test so the benchmark cannot rot); its figures mean nothing.
 import argparse
 import dataclasses
 import json
-import math
 import os
 import platform
 import sys

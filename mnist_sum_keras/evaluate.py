@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from mnist_sum_keras.config import NUM_DIGITS, NUM_SUMS
 from mnist_sum_keras.data import all_pairs, fixed_numbers
+from mnist_sum_keras.export import SIGNATURE_KEY
 
 
 def predict_classes(model, images, numbers, batch_size=1000, verbose=0):
@@ -128,7 +129,6 @@ class SavedModelPredictor:
     """
 
     def __init__(self, path):
-        from mnist_sum_keras.export import SIGNATURE_KEY
         self.path = path
         self._serve = tf.saved_model.load(path).signatures[SIGNATURE_KEY]
 

@@ -1,7 +1,6 @@
 """Writes an evaluation report folder: metrics.json and PNG plots."""
 
 import hashlib
-import json
 import os
 import re
 
@@ -12,6 +11,7 @@ import tensorflow as tf
 import mnist_sum_keras
 from mnist_sum_keras import plots
 from mnist_sum_keras.data import resolve_data_path
+from mnist_sum_keras.files import write_json_atomically
 
 PLOTS = ("digit_confusion.png", "sum_confusion.png", "worst_mistakes.png")
 
@@ -80,10 +80,7 @@ def write_report(report, images, output_dir, model_path, data_path=None):
         plots.training_curves(history, os.path.join(output_dir, "training_curves.png"))
     metrics["plots"] = sorted(name for name in os.listdir(output_dir)
                               if name.endswith(".png"))
-    tmp = os.path.join(output_dir, "metrics.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(metrics, f, indent=2)
-    os.replace(tmp, os.path.join(output_dir, "metrics.json"))
+    write_json_atomically(os.path.join(output_dir, "metrics.json"), metrics)
     return metrics
 
 

@@ -3,7 +3,6 @@
 import dataclasses
 import functools
 import hashlib
-import json
 import math
 import os
 import re
@@ -21,6 +20,7 @@ from mnist_sum_keras.config import MODEL_NAME
 from mnist_sum_keras.distribute import is_chief
 from mnist_sum_keras.evaluate import evaluate
 from mnist_sum_keras.export import export_saved_model, next_version
+from mnist_sum_keras.files import write_atomically, write_json_atomically
 from mnist_sum_keras.model import build_model, compile_model
 
 # One file per improvement, never overwritten: a run killed while saving
@@ -118,25 +118,6 @@ def weights_digest(model):
     return digest.hexdigest()
 
 
-def _write_atomically(path, write):
-    """Calls `write(tmp)` then renames tmp to `path`: never a half-written file."""
-    root, ext = os.path.splitext(path)
-    tmp = f"{root}.tmp{ext}"  # Same extension: model.save wants ".keras".
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def _write_json(data):
-    def write(path):
-        with open(path, "w") as f:
-            json.dump(data, f, indent=2)
-    return write
-
-
 def run(config, datasets=None, verbose="auto", strategy=None):
     """Trains, evaluates on all test pairs and releases a new model version.
 
@@ -176,9 +157,9 @@ def run(config, datasets=None, verbose="auto", strategy=None):
     saved_model = export_saved_model(model, base_dir, version=next_version(base_dir))
     version = os.path.basename(saved_model)
     stem = os.path.join(base_dir, f"v{version}")
-    _write_atomically(f"{stem}.keras", model.save)
-    _write_atomically(f"{stem}.config.json", config.to_json)
-    _write_atomically(f"{stem}.history.csv", functools.partial(
+    write_atomically(f"{stem}.keras", model.save)
+    write_atomically(f"{stem}.config.json", config.to_json)
+    write_atomically(f"{stem}.history.csv", functools.partial(
         shutil.copyfile, os.path.join(work_dir, HISTORY_CSV)))
     metrics = {
         "chief": True,
@@ -192,6 +173,6 @@ def run(config, datasets=None, verbose="auto", strategy=None):
         "total_seconds": round(time.perf_counter() - start, 1),
         "config": dataclasses.asdict(config),
     }
-    _write_atomically(f"{stem}.metrics.json", _write_json(metrics))
+    write_json_atomically(f"{stem}.metrics.json", metrics)
     shutil.rmtree(work_dir, ignore_errors=True)
     return metrics

@@ -7,6 +7,7 @@ import urllib.error
 
 from mnist_sum_keras.config import DATA_ENV_VAR
 from mnist_sum_keras.data import DataError, load_mnist
+from mnist_sum_keras.predict import check_numbers
 from mnist_sum_keras.serving import DEFAULT_URL, FORMATS, predict
 
 
@@ -22,11 +23,8 @@ def main(argv=None):
     parser.add_argument("--format", choices=FORMATS, default="instances",
                         help="row (instances) or column (inputs) request format")
     args = parser.parse_args(argv)
-    numbers = args.number * len(args.indices) if len(args.number) == 1 else args.number
-    if len(numbers) != len(args.indices):
-        parser.error(f"--number takes 1 value or one per image ({len(args.indices)}). "
-                     f"Received: {len(args.number)} values")
     try:
+        numbers = check_numbers(args.number, len(args.indices))
         _, (x_test, y_test) = load_mnist(args.data)
         if not all(0 <= i < len(x_test) for i in args.indices):
             raise ValueError(f"--indices must be in 0..{len(x_test) - 1}. "

@@ -2,6 +2,7 @@
 
 import json
 import urllib.error
+import urllib.request
 
 import numpy as np
 import pytest
@@ -156,7 +157,6 @@ def test_client_against_served_signature(tmp_path):
         # A number the client would refuse, sent raw: the server says 400.
         body = serving.build_request(images, numbers)
         body["instances"][0]["number"] = 10
-        import urllib.request
         request = urllib.request.Request(server.url, data=json.dumps(body).encode())
         with pytest.raises(urllib.error.HTTPError) as error:
             urllib.request.urlopen(request, timeout=30)
