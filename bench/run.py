@@ -25,6 +25,8 @@ from mnist_sum_keras.export import export_saved_model
 from mnist_sum_keras.model import build_model, compile_model
 from mnist_sum_keras.train import train
 
+from bench.profile import format_profile, profile_training
+
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results.json")
 
 
@@ -80,8 +82,12 @@ def time_to_accuracy(config, splits, quick, work):
     return rows, model
 
 
-def pipeline_headroom(config, splits, steps):
-    """Batches/s of the training pipeline alone / training steps/s from memory."""
+def pipeline_headroom(config, splits, steps, train_steps_per_s):
+    """Batches/s of the training pipeline alone / training steps/s from memory.
+
+    `train_steps_per_s` is part 3's figure at `config.batch_size`: the one
+    measurement of the model fed from memory serves both parts.
+    """
     images, digits = splits["train"]
     ds = data.make_dataset(images, digits, batch_size=config.batch_size, training=True,
                            seed=config.seed)
@@ -90,17 +96,8 @@ def pipeline_headroom(config, splits, steps):
     start = time.perf_counter()
     count = sum(1 for _ in ds.take(steps))
     pipeline = count / (time.perf_counter() - start)
-
-    cached = ds.take(steps).cache()
-    for _ in cached:  # Fill the cache: the model is then fed from memory.
-        pass
-    model = compile_model(build_model(config), config, steps)
-    model.fit(cached.take(5), verbose=0, shuffle=False)
-    start = time.perf_counter()
-    model.fit(cached, verbose=0, shuffle=False)
-    training = steps / (time.perf_counter() - start)
-    return {"pipeline_batches_per_s": pipeline, "train_steps_per_s": training,
-            "ratio": pipeline / training}
+    return {"pipeline_batches_per_s": pipeline, "train_steps_per_s": train_steps_per_s,
+            "ratio": pipeline / train_steps_per_s}
 
 
 def model_flops(model):
@@ -132,30 +129,43 @@ def matmul_flops_per_s(size, repeats):
     return 2 * size ** 3 * repeats / (time.perf_counter() - start)
 
 
-def compute_efficiency(config, splits, steps, matmul_size, batch_sizes):
-    """Training FLOP/s of the default model / matmul FLOP/s, and steps/s by batch."""
+def training_steps_per_s(config, splits, steps):
+    """Training steps/s of `build_model(config)` fed from memory (a cached pipeline)."""
     images, digits = splits["train"]
+    ds = data.make_dataset(images, digits, batch_size=config.batch_size, training=True,
+                           seed=config.seed).take(steps).cache()
+    for _ in ds:  # Fill the cache: the model is then fed from memory.
+        pass
+    model = compile_model(build_model(config), config, steps)
+    model.fit(ds.take(3), verbose=0, shuffle=False)
+    start = time.perf_counter()
+    model.fit(ds, verbose=0, shuffle=False)
+    return steps / (time.perf_counter() - start)
+
+
+def compute_efficiency(config, splits, steps, matmul_size, batch_sizes):
+    """Training FLOP/s of the default model / matmul FLOP/s, and steps/s by batch.
+
+    Also the default batch size with Keras' own (unfused) batch-norm, so the
+    fused layer's speed-up is a ratio taken in the same run.
+    """
     forward = model_flops(build_model(config))
     by_batch = {}
     for batch_size in batch_sizes:
-        cfg = dataclasses.replace(config, batch_size=batch_size)
-        ds = data.make_dataset(images, digits, batch_size=batch_size, training=True,
-                               seed=config.seed).take(steps).cache()
-        for _ in ds:
-            pass
-        model = compile_model(build_model(cfg), cfg, steps)
-        model.fit(ds.take(3), verbose=0, shuffle=False)
-        start = time.perf_counter()
-        model.fit(ds, verbose=0, shuffle=False)
-        steps_per_s = steps / (time.perf_counter() - start)
+        steps_per_s = training_steps_per_s(
+            dataclasses.replace(config, batch_size=batch_size), splits, steps)
         by_batch[batch_size] = {"steps_per_s": steps_per_s,
                                 "examples_per_s": steps_per_s * batch_size}
+    keras_bn = training_steps_per_s(
+        dataclasses.replace(config, fused_batch_norm=False), splits, steps)
     peak = matmul_flops_per_s(matmul_size, 5)
     # Training = forward + backward, about 3x the forward FLOPs.
     achieved = 3 * forward * by_batch[config.batch_size]["examples_per_s"]
     return {"forward_flops_per_example": forward, "train_flops_per_s": achieved,
             "matmul_flops_per_s": peak, "fraction_of_matmul": achieved / peak,
-            "by_batch_size": by_batch}
+            "by_batch_size": by_batch,
+            "keras_batch_norm_steps_per_s": keras_bn,
+            "fused_batch_norm_speedup": by_batch[config.batch_size]["steps_per_s"] / keras_bn}
 
 
 def serving_speed(model, saved_model_path, images, calls, batch):
@@ -237,11 +247,17 @@ def main(argv=None):
 
     results["time_to_accuracy"], model = time_to_accuracy(config, splits, quick,
                                                           args.work_dir)
-    results["pipeline"] = pipeline_headroom(config, splits, 10 if quick else 200)
     results["compute"] = compute_efficiency(
         config, splits, 5 if quick else 60, 256 if quick else 4096,
         [config.batch_size] if quick else sorted({64, 128, 256, 512, 1024,
                                                   config.batch_size}))
+    results["pipeline"] = pipeline_headroom(
+        config, splits, 10 if quick else 200,
+        results["compute"]["by_batch_size"][config.batch_size]["steps_per_s"])
+    results["profile"] = {
+        name: profile_training(dataclasses.replace(config, fused_batch_norm=fused),
+                               3 if quick else 20, os.path.join(args.work_dir, "profile", name))
+        for name, fused in (("fused_batch_norm", True), ("keras_batch_norm", False))}
     saved = export_saved_model(model, os.path.join(args.work_dir, "served"))
     results["serving"] = serving_speed(model, saved, x_test, 20 if quick else 1000,
                                        100 if quick else 1000)
@@ -279,6 +295,12 @@ def format_table(r):
     for batch_size, row in c["by_batch_size"].items():
         lines.append(f"   batch {batch_size:>5}: {row['steps_per_s']:7.1f} steps/s "
                      f"{row['examples_per_s']:8.0f} examples/s")
+    lines.append(f"   Keras batch-norm at batch {r['config']['batch_size']}: "
+                 f"{c['keras_batch_norm_steps_per_s']:.1f} steps/s; fused batch-norm "
+                 f"{c['fused_batch_norm_speedup']:.2f}x faster")
+    for name, profile in r["profile"].items():
+        lines.append(f"   profile of a training step, {name.replace('_', ' ')}:")
+        lines.append(format_profile(profile))
     lines.append("4. Serving speed")
     for name, row in s.items():
         lines.append(f"   {name:<14} {row['pairs_per_s_batch']:>9.0f} pairs/s at batch; "

@@ -38,6 +38,9 @@ class Config:
             number: "digit_probabilities" (the digit head's 10 probabilities,
             so the sum head sees the image only as the digit head does, which
             keeps the two answers consistent) or "features" (the embedding).
+        fused_batch_norm: Convolution batch-norms as `FusedBatchNormalization`
+            (one fused op in training, same results); False uses
+            `keras.layers.BatchNormalization` as it is.
         dropout: Dropout rate on the image embedding.
         max_shift: Largest random translation, as a fraction of the image side.
         max_rotation: Largest random rotation, as a fraction of a full turn.
@@ -59,6 +62,7 @@ class Config:
     feature_units: int = 128
     sum_units: tuple = (128, 128)
     sum_merge: str = "digit_probabilities"
+    fused_batch_norm: bool = True
     dropout: float = 0.2
     max_shift: float = 0.1
     max_rotation: float = 0.03

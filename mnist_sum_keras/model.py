@@ -60,9 +60,10 @@ class FusedBatchNormalization(layers.BatchNormalization):
         return outputs
 
 
-def _conv_block(x, filters, name):
+def _conv_block(x, filters, name, fused_batch_norm):
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = FusedBatchNormalization(name=f"{name}_bn")(x)
+    norm = FusedBatchNormalization if fused_batch_norm else layers.BatchNormalization
+    x = norm(name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
@@ -89,8 +90,8 @@ def build_model(config):
     for layer in _augmentation(config):
         x = layer(x)
     for stage, filters in enumerate(config.conv_filters):
-        x = _conv_block(x, filters, f"stage{stage}a")
-        x = _conv_block(x, filters, f"stage{stage}b")
+        x = _conv_block(x, filters, f"stage{stage}a", config.fused_batch_norm)
+        x = _conv_block(x, filters, f"stage{stage}b", config.fused_batch_norm)
         x = layers.MaxPooling2D(name=f"stage{stage}_pool")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(config.feature_units, use_bias=False, name="embed")(x)

@@ -23,7 +23,12 @@ def test_bench_quick(tmp_path):
     results = json.loads(output.read_text())
     assert results["quick"] is True
     assert set(results) >= {"machine", "time_to_accuracy", "pipeline", "compute",
-                            "serving", "exhaustive_eval"}
+                            "serving", "exhaustive_eval", "profile"}
+    assert set(results["profile"]) == {"fused_batch_norm", "keras_batch_norm"}
+    for profile in results["profile"].values():
+        assert sum(profile["kinds"].values()) == pytest.approx(1.0)
+        assert profile["kinds"]["conv forward"] > 0
+    assert results["compute"]["fused_batch_norm_speedup"] > 0
     assert results["pipeline"]["ratio"] > 0
     assert results["compute"]["forward_flops_per_example"] > 0
     assert set(results["serving"]) == {"served", "keras_predict", "keras_call"}
@@ -42,3 +47,27 @@ def test_flop_count_of_a_known_model():
     model = keras.Model(inputs, keras.layers.Dense(5)(x))
     # Conv: 8*8 positions * 3*3*2 inputs * 4 outputs; Dense: 256 * 5; x2 for mul+add.
     assert model_flops(model) == 2 * (8 * 8 * 3 * 3 * 2 * 4 + 256 * 5)
+
+
+def test_op_time_by_kind_sums_step_ops_by_kind():
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    from bench.profile import op_time_by_kind
+
+    space = xplane_pb2.XSpace()
+    plane = space.planes.add(name="/host:CPU")
+    names = {1: "StatefulPartitionedCall/m/stage0a_conv/convolution:_MklNativeConv2D",
+             2: "StatefulPartitionedCall/gradient_tape/m/stage0a_conv/convolution/"
+                "Conv2DBackpropInput:_MklNativeConv2DBackpropInput",
+             3: "StatefulPartitionedCall/m/stage0a_bn/FusedBatchNormV3:_MklNativeFusedBatchNormEx",
+             4: "ExecutorState::Process"}  # a runtime wrapper, not an op: left out
+    for key, name in names.items():
+        plane.event_metadata[key].name = name
+    line = plane.lines.add()
+    for key, picoseconds in ((1, 1e9), (2, 2e9), (3, 1e9), (4, 50e9), (2, 4e9)):
+        line.events.add(metadata_id=key, duration_ps=int(picoseconds))
+    profile = op_time_by_kind(space)
+    assert profile["kinds"] == pytest.approx(
+        {"conv backward": 0.75, "conv forward": 0.125, "batch-norm": 0.125})
+    assert profile["op_seconds"] == pytest.approx(8e-3)
+    assert next(iter(profile["top_ops"])) == "_MklNativeConv2DBackpropInput"

@@ -2,15 +2,18 @@
 
 import dataclasses
 import os
+import subprocess
+import sys
 import warnings
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from conftest import synthetic_digits
 from mnist_sum_keras import data
-from mnist_sum_keras.model import build_model, compile_model
+from mnist_sum_keras.model import FusedBatchNormalization, build_model, compile_model
 
 
 @pytest.fixture
@@ -88,6 +91,16 @@ def test_keras_save_load_round_trip(model, tmp_path):
         np.testing.assert_allclose(before[key], after[key], rtol=1e-6, atol=1e-7)
 
 
+def test_keras_file_loads_in_a_fresh_process_after_importing_the_package(model, tmp_path):
+    path = os.path.join(tmp_path, "model.keras")
+    model.save(path)
+    code = ("import keras, mnist_sum_keras, sys; "
+            "m = keras.saving.load_model(sys.argv[1]); print(type(m.get_layer('stage0a_bn')).__name__)")
+    result = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip().splitlines()[-1] == "FusedBatchNormalization"
+
+
 def test_smoke_fit_lowers_the_loss(tiny_config):
     # No augmentation: a shifted bar would land on another class's row.
     config = dataclasses.replace(tiny_config, epochs=4, max_shift=0, max_rotation=0,
@@ -99,3 +112,50 @@ def test_smoke_fit_lowers_the_loss(tiny_config):
     loss = history.history["loss"]
     assert loss[-1] < 0.8 * loss[0], loss
     assert {"digit_accuracy", "sum_accuracy"} <= set(history.history)
+
+
+def _twin_batch_norms(shape):
+    rng = np.random.default_rng(0)
+    keras_bn, fused_bn = keras.layers.BatchNormalization(), FusedBatchNormalization()
+    keras_bn.build(shape)
+    fused_bn.build(shape)
+    weights = [rng.normal(size=w.shape).astype("float32") for w in keras_bn.get_weights()]
+    weights[3] = np.abs(weights[3]) + 0.5  # a moving variance is positive
+    keras_bn.set_weights(weights)
+    fused_bn.set_weights(weights)
+    return keras_bn, fused_bn
+
+
+def test_fused_batch_norm_matches_keras_batch_norm():
+    x = np.random.default_rng(1).normal(2.0, 3.0, (16, 7, 7, 8)).astype("float32")
+    keras_bn, fused_bn = _twin_batch_norms(x.shape)
+    np.testing.assert_allclose(fused_bn(x, training=True), keras_bn(x, training=True),
+                               atol=1e-5)
+    gamma, beta, mean, variance = zip(keras_bn.get_weights(), fused_bn.get_weights())
+    np.testing.assert_allclose(*mean, atol=1e-6)
+    # The fused op hands the unbiased batch variance (n / (n - 1)) to the moving one.
+    n = 16 * 7 * 7
+    batch_variance = x.reshape(-1, 8).var(axis=0)
+    np.testing.assert_allclose(variance[1] - variance[0],
+                               0.01 * batch_variance / (n - 1), rtol=1e-3)
+    # Inference is the parent's own path.
+    keras_bn.set_weights(fused_bn.get_weights())
+    np.testing.assert_array_equal(fused_bn(x, training=False), keras_bn(x, training=False))
+
+
+def test_fused_batch_norm_runs_one_fused_op_in_training():
+    _, fused_bn = _twin_batch_norms((4, 5, 5, 3))
+    spec = tf.TensorSpec((4, 5, 5, 3), tf.float32)
+    ops_of = lambda training: {op.type for op in tf.function(
+        lambda x: fused_bn(x, training=training)).get_concrete_function(spec).graph
+        .get_operations()}
+    assert "FusedBatchNormV3" in ops_of(True)
+    assert "FusedBatchNormV3" not in ops_of(False)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_model_uses_the_batch_norm_the_config_names(tiny_config, fused):
+    model = build_model(dataclasses.replace(tiny_config, fused_batch_norm=fused))
+    conv_norms = [l for l in model.layers if l.name.endswith("_bn") and l.name != "embed_bn"]
+    assert len(conv_norms) == 2 * len(tiny_config.conv_filters)
+    assert all(isinstance(l, FusedBatchNormalization) == fused for l in conv_norms)
