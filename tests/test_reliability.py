@@ -56,18 +56,19 @@ def test_ctrl_c_exits_cleanly_with_a_good_checkpoint(tmp_path):
     data = write_npz(tmp_path / "mnist.npz", train=1200, test=30)
     out = tmp_path / "out"
     work = out / "mnist_sum" / "training"
-    process = subprocess.Popen(_train_command(data, out), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    # 40 epochs: the interrupt must land in training, not after a short run ends.
+    process = subprocess.Popen(_train_command(data, out, "--epochs", "40"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 300
         while not (work / "backup" / "training_metadata.json").exists():
             assert process.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
         process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=120)
+        stdout, stderr = process.communicate(timeout=120)
     finally:
         process.kill()
-    assert process.returncode == 130, stderr
+    assert process.returncode == 130, stdout[-2000:] + stderr[-2000:]
     assert "run the same command again" in stderr
     assert "Traceback" not in stderr
     best = latest_checkpoint(str(work))  # The last good checkpoint.
