@@ -57,8 +57,12 @@ def test_ctrl_c_exits_cleanly_with_a_good_checkpoint(tmp_path):
     out = tmp_path / "out"
     work = out / "mnist_sum" / "training"
     # 40 epochs: the interrupt must land in training, not after a short run ends.
+    # SIGINT back to its default in the child, as for a job in a terminal: a shell
+    # starts background jobs with SIGINT ignored, the child inherits that, and
+    # Python then never raises KeyboardInterrupt (how CI runs can look).
     process = subprocess.Popen(_train_command(data, out, "--epochs", "40"),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 300
         while not (work / "backup" / "training_metadata.json").exists():
