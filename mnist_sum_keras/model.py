@@ -28,9 +28,10 @@ class FusedBatchNormalization(layers.BatchNormalization):
     """`BatchNormalization` whose training step on NHWC float32 images is one op.
 
     Keras 3's TensorFlow backend normalises with about ten elementwise ops
-    (`tf.nn.moments` + `tf.nn.batch_normalization`); a profile of a training
-    step (`python -m bench.profile`) showed them taking 40% of the op time of
-    this network on a CPU, more than the convolutions' forward passes.
+    (`tf.nn.moments` + `tf.nn.batch_normalization`); profiles of a training
+    step (`python -m bench.profile --keras-batch-norm`) showed them taking
+    30-40% of the op time of this network on a CPU, more than the
+    convolutions' forward passes (about 10% fused: `python -m bench.profile`).
     `tf.compat.v1.nn.fused_batch_norm` does the same in one fused kernel (and
     its gradient in another). Same variables, same config and the same
     inference path as the parent; only the training-mode batch statistics
