@@ -9,6 +9,7 @@ import tensorflow as tf
 from mnist_sum_keras.config import NUM_DIGITS, NUM_SUMS
 from mnist_sum_keras.data import all_pairs, fixed_numbers
 from mnist_sum_keras.export import SIGNATURE_KEY
+from mnist_sum_keras.model import FusedBatchNormalization
 
 
 def predict_classes(model, images, numbers, batch_size=1000, verbose=0):
@@ -163,6 +164,8 @@ def load_any_model(path):
         raise ValueError(f"Model file must end in .keras. Received: {path!r}")
     try:
         # safe_mode: a downloaded file cannot run arbitrary Python.
-        return keras.models.load_model(path, safe_mode=True)
+        return keras.models.load_model(
+            path, safe_mode=True,
+            custom_objects={"FusedBatchNormalization": FusedBatchNormalization})
     except Exception as e:
         raise ValueError(f"Could not load {path!r} as a Keras model: {e}") from e

@@ -91,10 +91,10 @@ def test_keras_save_load_round_trip(model, tmp_path):
         np.testing.assert_allclose(before[key], after[key], rtol=1e-6, atol=1e-7)
 
 
-def test_keras_file_loads_in_a_fresh_process_after_importing_the_package(model, tmp_path):
+def test_keras_file_loads_in_a_fresh_process_after_importing_the_model_module(model, tmp_path):
     path = os.path.join(tmp_path, "model.keras")
     model.save(path)
-    code = ("import keras, mnist_sum_keras, sys; "
+    code = ("import keras, mnist_sum_keras.model, sys; "
             "m = keras.saving.load_model(sys.argv[1]); print(type(m.get_layer('stage0a_bn')).__name__)")
     result = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True,
                             check=True)
