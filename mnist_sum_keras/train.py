@@ -140,7 +140,8 @@ def run(config, datasets=None, verbose="auto", strategy=None):
     if datasets is None:
         datasets = load_datasets(config)
     base_dir = os.path.join(config.output_dir, MODEL_NAME)
-    chief = strategy is None or is_chief(strategy)
+    strategy = strategy or tf.distribute.get_strategy()
+    chief = is_chief(strategy)
     work_dir = (os.path.join(base_dir, "training") if chief
                 else tempfile.mkdtemp(prefix="mnist_sum_worker_"))
     try:
@@ -163,7 +164,7 @@ def run(config, datasets=None, verbose="auto", strategy=None):
         shutil.copyfile, os.path.join(work_dir, HISTORY_CSV)))
     metrics = {
         "chief": True,
-        "replicas": (strategy or tf.distribute.get_strategy()).num_replicas_in_sync,
+        "replicas": strategy.num_replicas_in_sync,
         "weights_sha256": weights_digest(model),
         "version": int(version),
         "saved_model": saved_model,
