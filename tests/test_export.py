@@ -3,6 +3,7 @@
 import dataclasses
 import os
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -114,9 +115,14 @@ def test_warmup_file_parses_and_replays(exported):
         assert out["sum"].shape == (size,)
 
 
+# TensorFlow installs saved_model_cli beside the interpreter that runs the tests,
+# which need not be on PATH (a virtualenv's python run without activating it).
+SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+
+
 def test_saved_model_cli_show_and_run(exported, tmp_path):
     _, _, path = exported
-    show = subprocess.run(["saved_model_cli", "show", "--dir", path, "--all"],
+    show = subprocess.run([SAVED_MODEL_CLI, "show", "--dir", path, "--all"],
                           capture_output=True, text=True, timeout=300)
     assert show.returncode == 0, show.stderr
     assert "signature_def['serving_default']" in show.stdout
@@ -126,7 +132,7 @@ def test_saved_model_cli_show_and_run(exported, tmp_path):
     np.save(tmp_path / "image.npy", np.zeros((2, 28, 28), np.uint8))
     np.save(tmp_path / "number.npy", np.array([3, 4], np.int32))
     run = subprocess.run(
-        ["saved_model_cli", "run", "--dir", path, "--tag_set", "serve",
+        [SAVED_MODEL_CLI, "run", "--dir", path, "--tag_set", "serve",
          "--signature_def", "serving_default", "--inputs",
          f"image={tmp_path / 'image.npy'};number={tmp_path / 'number.npy'}"],
         capture_output=True, text=True, timeout=300)
