@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from mnist_sum_keras.config import NUM_DIGITS, NUM_SUMS
 from mnist_sum_keras.data import all_pairs, fixed_numbers
-from mnist_sum_keras.export import SIGNATURE_KEY
+from mnist_sum_keras.contract import SIGNATURE_KEY
 from mnist_sum_keras.model import FusedBatchNormalization
 
 

@@ -1,4 +1,9 @@
-"""SavedModel export for TF Serving, in versioned folders written atomically."""
+"""SavedModel export for TF Serving, in versioned folders written atomically.
+
+Two signatures: `serving_default` (raw 28x28 pixels) and `predict_image`
+(encoded image bytes, preprocessed in the graph), both checked against the
+`contract`.
+"""
 
 import os
 import shutil
@@ -8,13 +13,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mnist_sum_keras import contract
 from mnist_sum_keras.config import IMAGE_SHAPE, MODEL_NAME, NUM_DIGITS
+from mnist_sum_keras.predict import images_from_bytes
 
-SIGNATURE_KEY = "serving_default"
 # Where TF Serving looks for warm-up requests inside a version folder.
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 # Batch sizes replayed at load time, so the first real requests are not slow.
 WARMUP_BATCH_SIZES = (1, 100)
+IMAGE_SPEC = tf.TensorSpec([None, *IMAGE_SHAPE], tf.uint8, name="image")
+NUMBER_SPEC = tf.TensorSpec([None], tf.int32, name="number")
+IMAGE_BYTES_SPEC = tf.TensorSpec([None], tf.string, name="image_bytes")
 
 
 def existing_versions(base_dir):
@@ -30,51 +39,52 @@ def next_version(base_dir):
     return max(existing_versions(base_dir), default=0) + 1
 
 
-def _assert_items(tensor, name, shown, per_item):
-    """Run-time check that every batch item holds `per_item` values.
-
-    Serving does not enforce the signature's shapes, and a static-shape check
-    would be folded away in the traced graph, so count the elements instead:
-    [batch, 28, 28] and its layout twin [batch, 28, 28, 1] pass; [batch, 28,
-    28, 3] or [batch, 28, 27] do not.
-    """
-    shape = tf.shape(tensor)
-    ok = tf.equal(tf.size(tensor), shape[0] * per_item)
-    return tf.debugging.Assert(ok, [f"{name} must have shape {shown}. Received shape:",
-                                    shape])
+def _answer(model, image, number):
+    # The model itself refuses numbers outside 0..9 (its IntegerCheck layer).
+    probs = model([image, number], training=False)
+    return {
+        "digit": tf.argmax(probs["digit"], axis=-1),
+        "sum": tf.argmax(probs["sum"], axis=-1),
+        "digit_probabilities": probs["digit"],
+        "sum_probabilities": probs["sum"],
+    }
 
 
-def _serving_function(model):
-    @tf.function(input_signature=[
-        tf.TensorSpec([None, *IMAGE_SHAPE], tf.uint8, name="image"),
-        tf.TensorSpec([None], tf.int32, name="number"),
-    ])
+def _serving_functions(model):
+    """The SavedModel's signatures: `{name: tf.function}` (`contract` keys)."""
+
+    @tf.function(input_signature=[IMAGE_SPEC, NUMBER_SPEC])
     def serve(image, number):
-        # A one-hot of 10 is all zeros and would give a confident wrong sum:
-        # refuse it (InvalidArgument, which TF Serving turns into HTTP 400).
-        checks = [
-            _assert_items(image, "image", "[batch, 28, 28]", int(np.prod(IMAGE_SHAPE))),
-            _assert_items(number, "number", "[batch]", 1),
-            tf.debugging.assert_positive(
-                tf.shape(image)[0], message="image batch is empty"),
-            tf.debugging.assert_equal(
-                tf.shape(image)[0], tf.shape(number)[0],
-                message="image and number must have the same batch size"),
-            tf.debugging.assert_greater_equal(
-                number, 0, message="number must be in 0..9"),
-            tf.debugging.assert_less(
-                number, NUM_DIGITS, message="number must be in 0..9"),
-        ]
+        # Serving does not enforce the declared shapes: check what was sent.
+        checks = contract.graph_batch_checks(
+            image, "image", number, IMAGE_SHAPE, contract.IMAGE_SHAPE_RULE)
         with tf.control_dependencies(checks):
-            probs = model([tf.reshape(image, [-1, *IMAGE_SHAPE]),
-                           tf.reshape(number, [-1])], training=False)
-        return {
-            "digit": tf.argmax(probs["digit"], axis=-1),
-            "sum": tf.argmax(probs["sum"], axis=-1),
-            "digit_probabilities": probs["digit"],
-            "sum_probabilities": probs["sum"],
-        }
-    return serve
+            return _answer(model, image, number)
+
+    @tf.function(input_signature=[IMAGE_BYTES_SPEC, NUMBER_SPEC])
+    def predict_image(image_bytes, number):
+        checks = contract.graph_batch_checks(
+            image_bytes, "image_bytes", number, (), contract.IMAGE_BYTES_SHAPE_RULE)
+        with tf.control_dependencies(checks):
+            images = images_from_bytes(image_bytes)
+        return _answer(model, images, number)
+
+    return {contract.SIGNATURE_KEY: serve, contract.PREDICT_IMAGE_KEY: predict_image}
+
+
+def _warmup_inputs(size):
+    """Warm-up inputs of each signature: blank images (a bar in the encoded
+    ones, which must not be blank) and numbers 0..9."""
+    numbers = np.arange(size, dtype=np.int32) % NUM_DIGITS
+    bar = np.zeros((*IMAGE_SHAPE, 1), np.uint8)
+    bar[4:24, 12:16] = 255
+    png = tf.io.encode_png(bar).numpy()
+    return {
+        contract.SIGNATURE_KEY: {"image": np.zeros((size, *IMAGE_SHAPE), np.uint8),
+                                 "number": numbers},
+        contract.PREDICT_IMAGE_KEY: {"image_bytes": np.array([png] * size, object),
+                                     "number": numbers},
+    }
 
 
 def write_warmup_requests(path, batch_sizes=WARMUP_BATCH_SIZES):
@@ -82,7 +92,7 @@ def write_warmup_requests(path, batch_sizes=WARMUP_BATCH_SIZES):
 
     Args:
         path: the file to write (`<version>/assets.extra/tf_serving_warmup_requests`).
-        batch_sizes: one request per batch size, of blank images and numbers 0..9.
+        batch_sizes: one request per batch size and signature (`_warmup_inputs`).
     """
     # Imported here: only exporting needs the TF Serving protos.
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
@@ -90,15 +100,14 @@ def write_warmup_requests(path, batch_sizes=WARMUP_BATCH_SIZES):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with tf.io.TFRecordWriter(path) as writer:
         for size in batch_sizes:
-            request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(
-                name=MODEL_NAME, signature_name=SIGNATURE_KEY))
-            request.inputs["image"].CopyFrom(tf.make_tensor_proto(
-                np.zeros((size, *IMAGE_SHAPE), np.uint8)))
-            request.inputs["number"].CopyFrom(tf.make_tensor_proto(
-                np.arange(size, dtype=np.int32) % NUM_DIGITS))
-            log = prediction_log_pb2.PredictionLog(
-                predict_log=prediction_log_pb2.PredictLog(request=request))
-            writer.write(log.SerializeToString())
+            for signature, inputs in _warmup_inputs(size).items():
+                request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(
+                    name=MODEL_NAME, signature_name=signature))
+                for name, value in inputs.items():
+                    request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+                log = prediction_log_pb2.PredictionLog(
+                    predict_log=prediction_log_pb2.PredictLog(request=request))
+                writer.write(log.SerializeToString())
 
 
 def export_saved_model(model, base_dir, version=None):
@@ -125,7 +134,8 @@ def export_saved_model(model, base_dir, version=None):
     try:
         archive = keras.export.ExportArchive()
         archive.track(model)
-        archive.add_endpoint(SIGNATURE_KEY, _serving_function(model))
+        for name, function in _serving_functions(model).items():
+            archive.add_endpoint(name, function)
         archive.write_out(tmp, verbose=False)
         write_warmup_requests(os.path.join(tmp, WARMUP_FILE))
         os.rename(tmp, final)

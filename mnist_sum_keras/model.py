@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+from mnist_sum_keras import contract
 from mnist_sum_keras.config import IMAGE_SHAPE, NUM_DIGITS, NUM_SUMS
 
 
@@ -61,6 +62,43 @@ class FusedBatchNormalization(layers.BatchNormalization):
         return outputs
 
 
+@keras.saving.register_keras_serializable(package="mnist_sum_keras")
+class IntegerCheck(layers.Layer):
+    """Passes an input on after checking that it holds integers in its range.
+
+    The model's inputs are float32, so a caller's values reach this layer
+    uncast: `model.predict`, `model(x)` and the SavedModel refuse a number of
+    10 (whose one-hot would be all zeros and give a confident wrong sum), 3.5
+    or -0.5 (which an int32 input would truncate to 3 or 0), and pixels of 300
+    or 0.5 (which a uint8 input would wrap or zero) with InvalidArgument
+    naming the input (`contract.VALUE_RULES`), instead of answering.
+
+    Args:
+        input_name: "image" or "number": which rule of the contract applies.
+        output_dtype: dtype of the output ("int32" feeds the one-hot).
+    """
+
+    def __init__(self, input_name, output_dtype="float32", **kwargs):
+        super().__init__(**kwargs)
+        if input_name not in contract.VALUE_RULES:
+            raise ValueError(f"input_name must be one of {sorted(contract.VALUE_RULES)}. "
+                             f"Received: input_name={input_name!r}")
+        self.input_name, self.output_dtype = input_name, output_dtype
+
+    def call(self, inputs):
+        maximum, rule = contract.VALUE_RULES[self.input_name]
+        check = contract.graph_value_check(inputs, self.input_name, maximum, rule)
+        with tf.control_dependencies([check]):
+            return tf.cast(inputs, self.output_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "input_name": self.input_name,
+                "output_dtype": self.output_dtype}
+
+
 def _conv_block(x, filters, name, fused_batch_norm):
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
     norm = FusedBatchNormalization if fused_batch_norm else layers.BatchNormalization
@@ -71,8 +109,11 @@ def _conv_block(x, filters, name, fused_batch_norm):
 def build_model(config):
     """Builds the uncompiled network.
 
-    Inputs are raw: `image` uint8 (batch, 28, 28) with pixels 0..255 and
-    `number` int32 (batch,) in 0..9; rescaling and the one-hot live inside.
+    Inputs are raw: `image` (batch, 28, 28) with integer pixels 0..255 and
+    `number` (batch,) integers 0..9 (the `contract`), of any numeric dtype:
+    the inputs are float32 so that the model sees a caller's values uncast and
+    refuses those outside the contract (`IntegerCheck`). Rescaling and the
+    one-hot live inside.
     The CNN embedding of the image feeds the `digit` head, and, merged with the
     one-hot number, a hidden-layer MLP that learns the `sum` (0..18).
 
@@ -83,10 +124,11 @@ def build_model(config):
         A functional `keras.Model` with outputs `{"digit": (batch, 10),
         "sum": (batch, 19)}` of probabilities.
     """
-    image = keras.Input(shape=IMAGE_SHAPE, dtype="uint8", name="image")
-    number = keras.Input(shape=(), dtype="int32", name="number")
+    image = keras.Input(shape=IMAGE_SHAPE, dtype="float32", name="image")
+    number = keras.Input(shape=(), dtype="float32", name="number")
 
-    x = layers.Rescaling(1.0 / 255, name="rescale")(image)
+    x = IntegerCheck("image", name="image_check")(image)
+    x = layers.Rescaling(1.0 / 255, name="rescale")(x)
     x = layers.Reshape(IMAGE_SHAPE + (1,), name="add_channel")(x)
     for layer in _augmentation(config):
         x = layer(x)
@@ -103,7 +145,8 @@ def build_model(config):
     digit = layers.Dense(NUM_DIGITS, activation="softmax", name="digit")(features)
 
     one_hot = layers.CategoryEncoding(NUM_DIGITS, output_mode="one_hot",
-                                      name="number_one_hot")(number)
+                                      name="number_one_hot")(
+        IntegerCheck("number", output_dtype="int32", name="number_check")(number))
     image_view = digit if config.sum_merge == "digit_probabilities" else features
     h = layers.Concatenate(name="merge")([image_view, one_hot])
     # Addition is not linear in [features, one-hot]: hidden layers are needed.

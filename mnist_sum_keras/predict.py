@@ -1,136 +1,213 @@
-"""User images -> model inputs, with the preprocessing MNIST itself used."""
+"""User images -> model inputs, with the preprocessing MNIST itself used.
+
+One implementation, in TensorFlow ops: the served `predict_image` signature
+runs these functions inside the SavedModel, and `scripts/predict.py` runs the
+same functions eagerly, so a photo gives the same 28x28 input either way.
+"""
 
 import os
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+import tensorflow as tf
 
-from mnist_sum_keras.config import IMAGE_SHAPE, NUM_DIGITS
+from mnist_sum_keras import contract
+from mnist_sum_keras.config import IMAGE_SHAPE
 
 # MNIST fits each digit's longer side into 20 px and centres its mass in 28x28.
 DIGIT_BOX = 20
+# ITU-R 601-2 luma, the weights of Pillow's convert("L").
+_LUMA = (0.299, 0.587, 0.114)
 
 
 class ImageError(ValueError):
-    """A file that cannot be read as an image of a digit."""
+    """A file or bytes that cannot be read as an image of a digit."""
+
+
+def _header_uint(image_bytes, start, count, dtype, little_endian):
+    # Padded so that a file shorter than its header reads zeros, not an error;
+    # decoding then refuses it.
+    padded = tf.strings.join([image_bytes, tf.constant(b"\0" * 32)])
+    values = tf.io.decode_raw(tf.strings.substr(padded, start, count * dtype.size), dtype,
+                              little_endian=little_endian)
+    return tf.abs(tf.cast(values, tf.int64))
+
+
+def _claimed_pixels(image_bytes):
+    """Width x height that the header claims (int64), -1 for an unknown format."""
+    magic = tf.strings.substr(image_bytes, 0, 8)
+    return tf.case([
+        (tf.equal(magic, b"\x89PNG\r\n\x1a\n"),   # IHDR: big-endian width, height
+         lambda: tf.reduce_prod(_header_uint(image_bytes, 16, 2, tf.int32, False))),
+        (tf.io.is_jpeg(image_bytes),              # the SOF marker, parsed by TF
+         lambda: tf.reduce_prod(tf.cast(tf.io.extract_jpeg_shape(image_bytes)[:2],
+                                        tf.int64))),
+        (tf.equal(tf.strings.substr(magic, 0, 3), b"GIF"),  # logical screen size
+         lambda: tf.reduce_prod(_header_uint(image_bytes, 6, 2, tf.uint16, True))),
+        (tf.equal(tf.strings.substr(magic, 0, 2), b"BM"),   # BITMAPINFOHEADER
+         lambda: tf.reduce_prod(_header_uint(image_bytes, 18, 2, tf.int32, True))),
+    ], default=lambda: tf.constant(-1, tf.int64), exclusive=True)
+
+
+def decode(image_bytes):
+    """Decodes one PNG, JPEG, GIF (first frame) or BMP to uint8 (height, width, channels).
+
+    The header's pixel count is checked against `contract.MAX_IMAGE_PIXELS`
+    before decoding, so a decompression bomb never allocates its pixels.
+
+    Raises:
+        tf.errors.InvalidArgumentError: an unknown format, a bomb, or bytes
+            that do not decode.
+    """
+    pixels = _claimed_pixels(image_bytes)
+    checks = [
+        tf.debugging.Assert(pixels >= 0, [contract.refusal(
+            contract.IMAGE_BYTES_FORMAT_RULE, "bytes starting with"),
+            tf.strings.substr(image_bytes, 0, 8)]),
+        tf.debugging.Assert(pixels <= contract.MAX_IMAGE_PIXELS, [contract.refusal(
+            contract.IMAGE_BYTES_SIZE_RULE, "a header claiming"), pixels, "pixels"]),
+    ]
+    with tf.control_dependencies(checks):
+        image = tf.io.decode_image(image_bytes, expand_animations=False)
+    image.set_shape([None, None, None])
+    return image
+
+
+def _gray_on_white(pixels):
+    """uint8 (h, w, c) with c in 1..4 -> float32 (h, w) gray levels.
+
+    Colour becomes luma; transparent pixels become background (white), as
+    Pillow's `alpha_composite` onto white followed by `convert("L")` does.
+    """
+    x = tf.cast(pixels, tf.float32)
+    channels = tf.shape(x)[-1]
+    gray = tf.cond(channels >= 3,
+                   lambda: tf.tensordot(x[..., :3], tf.constant(_LUMA), axes=1),
+                   lambda: x[..., 0])
+    alpha = tf.cond(tf.equal(channels % 2, 0),   # LA or RGBA
+                    lambda: x[..., -1] / 255.0, lambda: tf.ones_like(gray))
+    return gray * alpha + 255.0 * (1.0 - alpha)
+
+
+def _median(values):
+    # numpy.median: the mean of the two middle values of an even count.
+    values = tf.sort(values)
+    n = tf.size(values)
+    return 0.5 * (values[(n - 1) // 2] + values[n // 2])
+
+
+def to_mnist(pixels):
+    """Turns any picture of one digit into an MNIST-style 28x28 uint8 array.
+
+    As the dataset was made: grayscale (transparent pixels count as
+    background); inverted when the digit is dark on a light background (the
+    median of the border decides); cropped to the digit's bounding box (ink
+    above 10% of the darkest stroke); longer side scaled to 20 px keeping the
+    aspect ratio (Lanczos, antialiased); pasted into 28x28 with its centre of
+    mass at the centre. Result: a white digit on black, 0..255.
+
+    Args:
+        pixels: uint8 tensor (height, width, channels), 1 to 4 channels.
+
+    Raises:
+        tf.errors.InvalidArgumentError: the picture is blank.
+    """
+    gray = _gray_on_white(pixels)
+    border = tf.concat([gray[0], gray[-1], gray[:, 0], gray[:, -1]], axis=0)
+    background = _median(border)
+    light_paper = background > 127.0   # Dark ink on light paper: MNIST is light on dark.
+    gray = tf.where(light_paper, 255.0 - gray, gray)
+    background = tf.where(light_paper, 255.0 - background, background)
+    ink = tf.maximum(gray - background, 0.0)
+    peak = tf.reduce_max(ink)
+    with tf.control_dependencies([tf.debugging.Assert(
+            peak > 0, [contract.refusal(contract.BLANK_RULE, "peak ink"), peak])]):
+        rows = tf.where(tf.reduce_max(ink, axis=1) > 0.1 * peak)[:, 0]
+    cols = tf.where(tf.reduce_max(ink, axis=0) > 0.1 * peak)[:, 0]
+    crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    crop = crop * (255.0 / tf.reduce_max(crop))
+
+    size = tf.cast(tf.shape(crop), tf.float32)
+    scale = DIGIT_BOX / tf.reduce_max(size)
+    new_size = tf.maximum(1, tf.cast(tf.round(size * scale), tf.int32))
+    small = tf.image.resize(crop[..., None], new_size, method="lanczos3",
+                            antialias=True)[..., 0]
+    small = tf.clip_by_value(small, 0.0, 255.0)
+
+    total = tf.reduce_sum(small)
+    ys = tf.cast(tf.range(new_size[0]), tf.float32)[:, None]
+    xs = tf.cast(tf.range(new_size[1]), tf.float32)[None, :]
+    centre = tf.stack([tf.reduce_sum(ys * small), tf.reduce_sum(xs * small)]) / total
+    room = tf.constant(IMAGE_SHAPE) - new_size
+    top_left = tf.clip_by_value(
+        tf.cast(tf.round(tf.constant(IMAGE_SHAPE, tf.float32) / 2 - centre), tf.int32),
+        0, room)
+    out = tf.pad(small, tf.stack([top_left, room - top_left], axis=1))
+    out = tf.cast(tf.round(out), tf.uint8)
+    out.set_shape(IMAGE_SHAPE)
+    return out
+
+
+def images_from_bytes(image_bytes):
+    """Encoded images (string [batch]) -> MNIST-style uint8 (batch, 28, 28)."""
+    return tf.map_fn(lambda b: to_mnist(decode(b)), image_bytes,
+                     fn_output_signature=tf.TensorSpec(IMAGE_SHAPE, tf.uint8))
+
+
+@tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+def _from_bytes(image_bytes):
+    return to_mnist(decode(image_bytes))
+
+
+@tf.function(input_signature=[tf.TensorSpec([None, None, None], tf.uint8)])
+def _from_pixels(pixels):
+    return to_mnist(pixels)
+
+
+def preprocess(image):
+    """One user image -> MNIST-style uint8 (28, 28), eagerly.
+
+    Args:
+        image: encoded bytes (PNG, JPEG, GIF or BMP), or a uint8 array of
+            shape (height, width) or (height, width, channels), channels 1..4
+            (gray, gray + alpha, RGB, RGBA).
+
+    Raises:
+        ImageError: the bytes do not decode, are too large, or the picture is
+            blank (no digit to find).
+    """
+    try:
+        if isinstance(image, bytes):
+            return _from_bytes(tf.constant(image)).numpy()
+        pixels = np.asarray(image)
+        if pixels.ndim == 2:
+            pixels = pixels[..., None]
+        if pixels.dtype != np.uint8 or pixels.ndim != 3 or not 1 <= pixels.shape[-1] <= 4 \
+                or min(pixels.shape[:2]) < 1:
+            raise ImageError("Expected uint8 pixels of shape (height, width) or (height, "
+                             "width, 1..4 channels). Received: "
+                             f"dtype={pixels.dtype}, shape={pixels.shape}")
+        return _from_pixels(tf.constant(pixels)).numpy()
+    except tf.errors.InvalidArgumentError as e:
+        raise ImageError(e.message.split("\n")[0].strip()) from None
 
 
 def load_image(path):
-    """Reads an image file with Pillow (its decompression-bomb limit stays on).
+    """Reads an image file's bytes and preprocesses them (`preprocess`).
 
     Raises:
-        ImageError: naming the file, when it is missing, a folder or not an image.
+        ImageError: naming the file, when it is missing, a folder, not an image
+            or blank.
     """
     if not os.path.exists(path):
         raise ImageError(f"Image file not found: {path!r}")
     if os.path.isdir(path):
         raise ImageError(f"Expected an image file, got a directory: {path!r}")
+    with open(path, "rb") as f:
+        data = f.read()
     try:
-        with Image.open(path) as image:
-            image.load()
-            return image.copy()
-    except Image.DecompressionBombError as e:
-        raise ImageError(f"Image {path!r} is too large to decode safely: {e}") from e
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ImageError(f"Could not read {path!r} as an image: {e}") from e
-
-
-def _grayscale(image):
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and
-                                              "transparency" in image.info):
-        # Transparent pixels are background: flatten onto white.
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
-    return np.asarray(image.convert("L"), dtype=np.float32)
-
-
-def preprocess(image):
-    """Turns any picture of one digit into an MNIST-style 28x28 uint8 array.
-
-    As the dataset was made: grayscale; inverted when the digit is dark on a
-    light background; cropped to the digit's bounding box; longer side scaled
-    to 20 px keeping the aspect ratio; pasted into 28x28 with its centre of
-    mass at the centre. Result: a white digit on black, 0..255.
-
-    Args:
-        image: a `PIL.Image.Image`, or a 2-D array of gray levels.
-
-    Raises:
-        ImageError: the picture is blank (no digit to find).
-    """
-    gray = (_grayscale(image) if isinstance(image, Image.Image)
-            else np.asarray(image, dtype=np.float32))
-    if gray.ndim != 2 or min(gray.shape) < 1:
-        raise ImageError(f"Expected a 2-D image. Received: shape={gray.shape}")
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    background = float(np.median(border))
-    if background > 127:  # Dark ink on light paper: MNIST is light on dark.
-        gray, background = 255.0 - gray, 255.0 - background
-    ink = np.clip(gray - background, 0, None)
-    if ink.max() <= 0:
-        raise ImageError("The image is blank: no digit stands out from the background")
-    rows = np.flatnonzero(ink.max(axis=1) > 0.1 * ink.max())
-    cols = np.flatnonzero(ink.max(axis=0) > 0.1 * ink.max())
-    crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
-    crop = crop * (255.0 / crop.max())
-
-    height, width = crop.shape
-    scale = DIGIT_BOX / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    small = np.asarray(Image.fromarray(crop.astype(np.float32)).resize(
-        size, Image.Resampling.LANCZOS), dtype=np.float32)
-    small = np.clip(small, 0, 255)
-
-    total = small.sum()
-    ys, xs = np.indices(small.shape)
-    cy, cx = (ys * small).sum() / total, (xs * small).sum() / total
-    out = np.zeros(IMAGE_SHAPE, np.float32)
-    top = int(np.clip(round(IMAGE_SHAPE[0] / 2 - cy), 0, IMAGE_SHAPE[0] - small.shape[0]))
-    left = int(np.clip(round(IMAGE_SHAPE[1] / 2 - cx), 0, IMAGE_SHAPE[1] - small.shape[1]))
-    out[top:top + small.shape[0], left:left + small.shape[1]] = small
-    return np.round(out).astype(np.uint8)
-
-
-def check_numbers(numbers, count):
-    """One number for all images or one per image, each an integer in 0..9.
-
-    Returns:
-        int32 array of `count` numbers.
-    """
-    numbers = list(numbers)
-    if len(numbers) not in (1, count):
-        raise ValueError(f"Give one number for all images or one per image ({count}). "
-                         f"Received: {len(numbers)} numbers")
-    for n in numbers:
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not (
-                0 <= n < NUM_DIGITS):
-            raise ValueError(f"number must be an integer in 0..9. Received: number={n!r}")
-    return np.array(numbers * count if len(numbers) == 1 else numbers, np.int32)
-
-
-def check_images(images):
-    """A batch of raw MNIST-style images, checked; returns uint8 (N, 28, 28).
-
-    A trailing channel axis of 1, (N, 28, 28, 1), is dropped. Anything else
-    that is not uint8 pixels 0..255 in (N, 28, 28) with N >= 1 is refused
-    rather than guessed at: float images 0..1 would be read as near-black.
-
-    Raises:
-        ValueError: naming the input, what was received and what is expected.
-    """
-    images = np.asarray(images)
-    if images.ndim == 4 and images.shape[-1] == 1:
-        images = images[..., 0]
-    if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
-        raise ValueError("image must have shape (batch, 28, 28) (or (batch, 28, 28, 1)). "
-                         f"Received: shape={images.shape}")
-    if len(images) == 0:
-        raise ValueError("image batch is empty. Received: shape=(0, 28, 28)")
-    if images.dtype != np.uint8:
-        raise ValueError("image must be uint8 pixels 0..255, as MNIST stores them. "
-                         f"Received: dtype={images.dtype}")
-    return images
+        return preprocess(data)
+    except ImageError as e:
+        raise ImageError(f"Could not read {path!r} as an image of a digit: {e}") from None
 
 
 def predict_digits(model, images, numbers):
@@ -139,15 +216,15 @@ def predict_digits(model, images, numbers):
     Args:
         model: anything with `predict([images, numbers])` returning
             `{"digit", "sum"}` probabilities (Keras model or SavedModel wrapper).
-        images: as accepted by `check_images`.
-        numbers: as accepted by `check_numbers`.
+        images: as accepted by `contract.check_images`.
+        numbers: as accepted by `contract.check_numbers`.
 
     Returns:
         One dict per image: `number`, `digit`, `digit_probability`, `sum`,
         `sum_probability`.
     """
-    images = check_images(images)
-    numbers = check_numbers(numbers, len(images))
+    images = contract.check_images(images)
+    numbers = contract.check_numbers(numbers, len(images))
     probs = model.predict([images, numbers], verbose=0)
     results = []
     for number, p_digit, p_sum in zip(numbers, probs["digit"], probs["sum"]):

@@ -1,63 +1,66 @@
-"""A client for the model served by TF Serving's REST API."""
+"""A client for the model served by TF Serving's REST API (no TensorFlow needed)."""
 
+import base64
 import json
 import urllib.error
 import urllib.request
 
-import numpy as np
-
-from mnist_sum_keras.config import IMAGE_SHAPE, MODEL_NAME, NUM_DIGITS
-from mnist_sum_keras.export import SIGNATURE_KEY
+from mnist_sum_keras import contract
+from mnist_sum_keras.config import MODEL_NAME
 
 DEFAULT_URL = f"http://localhost:8501/v1/models/{MODEL_NAME}:predict"
 FORMATS = ("instances", "inputs")
 OUTPUTS = ("digit", "sum", "digit_probabilities", "sum_probabilities")
 
 
-def check_inputs(images, numbers):
-    """Checks a batch before it is sent; returns uint8 images and int numbers.
-
-    Raises:
-        ValueError: naming the input, the value received and what is expected.
-    """
-    images = np.asarray(images)
-    if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
-        raise ValueError(f"image must have shape (batch, 28, 28). "
-                         f"Received: shape={images.shape}")
-    if images.dtype != np.uint8:
-        raise ValueError(f"image must be uint8 pixels 0..255. Received: dtype={images.dtype}")
-    numbers = np.asarray(numbers)
-    if numbers.shape != (len(images),) or not np.issubdtype(numbers.dtype, np.integer):
-        raise ValueError(f"number must be {len(images)} integers, one per image. "
-                         f"Received: dtype={numbers.dtype}, shape={numbers.shape}")
-    bad = numbers[(numbers < 0) | (numbers >= NUM_DIGITS)]
-    if bad.size:
-        raise ValueError(f"number must be in 0..9. Received: number={int(bad[0])}")
-    return images, numbers
+def _body(signature, columns, request_format):
+    if request_format == "instances":
+        body = [dict(zip(columns, values)) for values in zip(*columns.values())]
+    elif request_format == "inputs":
+        body = columns
+    else:
+        raise ValueError(f"request_format must be one of {FORMATS}. "
+                         f"Received: request_format={request_format!r}")
+    return {"signature_name": signature, request_format: body}
 
 
 def build_request(images, numbers, request_format="instances"):
-    """The JSON body of a TF Serving REST predict request.
+    """The JSON body of a `serving_default` request, checked against the contract.
+
+    TF Serving's JSON layer casts each pixel to uint8 without a range check
+    (256 would arrive as 0), so this client refuses such values before sending.
 
     Args:
-        images: uint8 (batch, 28, 28), raw pixels.
-        numbers: integers (batch,) in 0..9.
+        images: (batch, 28, 28) integer pixels 0..255 (`contract.check_images`).
+        numbers: one integer 0..9, or one per image (`contract.check_numbers`).
         request_format: "instances" (row format, one object per example) or
             "inputs" (column format, one list per input).
 
     Returns:
         A dict ready for `json.dumps`.
     """
-    images, numbers = check_inputs(images, numbers)
-    if request_format == "instances":
-        body = [{"image": image.tolist(), "number": int(number)}
-                for image, number in zip(images, numbers)]
-    elif request_format == "inputs":
-        body = {"image": images.tolist(), "number": numbers.tolist()}
-    else:
-        raise ValueError(f"request_format must be one of {FORMATS}. "
-                         f"Received: request_format={request_format!r}")
-    return {"signature_name": SIGNATURE_KEY, request_format: body}
+    images = contract.check_images(images)
+    numbers = contract.check_numbers(numbers, len(images))
+    return _body(contract.SIGNATURE_KEY, {"image": images.tolist(),
+                                          "number": numbers.tolist()}, request_format)
+
+
+def build_image_request(image_bytes, numbers, request_format="instances"):
+    """The JSON body of a `predict_image` request: encoded images as `{"b64": ...}`.
+
+    Args:
+        image_bytes: a list of PNG, JPEG, GIF or BMP file contents (bytes).
+        numbers: one integer 0..9, or one per image.
+        request_format: as for `build_request`.
+    """
+    if not image_bytes or not all(isinstance(b, bytes) for b in image_bytes):
+        raise ValueError(contract.refusal(contract.IMAGE_BYTES_SHAPE_RULE,
+                                          f"{type(image_bytes).__name__} of "
+                                          f"{len(image_bytes)} items"))
+    numbers = contract.check_numbers(numbers, len(image_bytes))
+    encoded = [{"b64": base64.b64encode(b).decode("ascii")} for b in image_bytes]
+    return _body(contract.PREDICT_IMAGE_KEY, {"image_bytes": encoded,
+                                              "number": numbers.tolist()}, request_format)
 
 
 def parse_response(body):
@@ -90,9 +93,9 @@ def parse_response(body):
     return results
 
 
-def predict(images, numbers, url=DEFAULT_URL, request_format="instances", timeout=30):
-    """Sends one predict request to TF Serving and returns `parse_response`."""
-    data = json.dumps(build_request(images, numbers, request_format)).encode()
+def post(body, url=DEFAULT_URL, timeout=30):
+    """Sends one request body to TF Serving's predict URL; returns `parse_response`."""
+    data = json.dumps(body).encode()
     request = urllib.request.Request(url, data=data,
                                      headers={"Content-Type": "application/json"})
     try:
@@ -101,3 +104,14 @@ def predict(images, numbers, url=DEFAULT_URL, request_format="instances", timeou
     except urllib.error.HTTPError as e:  # 400 carries TF Serving's error JSON.
         body = json.load(e)
     return parse_response(body)
+
+
+def predict(images, numbers, url=DEFAULT_URL, request_format="instances", timeout=30):
+    """`serving_default` on raw images through TF Serving (`build_request`)."""
+    return post(build_request(images, numbers, request_format), url, timeout)
+
+
+def predict_image(image_bytes, numbers, url=DEFAULT_URL, request_format="instances",
+                  timeout=30):
+    """`predict_image` on encoded image files through TF Serving."""
+    return post(build_image_request(image_bytes, numbers, request_format), url, timeout)

@@ -31,13 +31,20 @@ def main(argv=None):
     parser.add_argument("--json", action="store_true", help="print JSON lines")
     args = parser.parse_args(argv)
 
-    from mnist_sum_keras.evaluate import load_any_model
-    from mnist_sum_keras.export import existing_versions
-    from mnist_sum_keras.predict import check_numbers, load_image, predict_digits, preprocess
+    from mnist_sum_keras.contract import check_numbers
 
     try:
         check_numbers(args.number, len(args.images))  # Before any slow work.
-        images = [preprocess(load_image(path)) for path in args.images]
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    from mnist_sum_keras.evaluate import load_any_model
+    from mnist_sum_keras.export import existing_versions
+    from mnist_sum_keras.predict import load_image, predict_digits
+
+    try:
+        images = [load_image(path) for path in args.images]
         model_path = args.model
         if model_path is None:
             versions = existing_versions(RELEASED)

@@ -1,0 +1,181 @@
+"""The model's input contract, defined once and checked the same way at every door.
+
+What `image`, `number` and `image_bytes` must be, the messages that refuse
+anything else, a NumPy check for the Python doors (the API, the scripts, the
+REST client) and a graph check for the served signatures and the model. The
+module imports no TensorFlow, so the REST client does not either; the graph
+checks import it when they are built.
+"""
+
+import numpy as np
+
+from mnist_sum_keras.config import IMAGE_SHAPE, NUM_DIGITS
+
+# The served signatures (TF Serving's `signature_name`).
+SIGNATURE_KEY = "serving_default"
+PREDICT_IMAGE_KEY = "predict_image"
+
+MAX_PIXEL = 255
+# Largest encoded image `predict_image` decodes, judged from its header before
+# decoding (a small file can claim billions of pixels: a decompression bomb).
+MAX_IMAGE_PIXELS = 4096 * 4096
+# Formats `tf.io.decode_image` reads.
+IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP")
+
+# The rules, each a message prefix; a refusal appends ". Received: ...".
+IMAGE_SHAPE_RULE = "image must have shape [batch, 28, 28]"
+IMAGE_VALUE_RULE = "image pixels must be integers in 0..255 (uint8, as MNIST stores them)"
+NUMBER_SHAPE_RULE = "number must have shape [batch]"
+NUMBER_VALUE_RULE = "number must be an integer in 0..9"
+NUMBER_COUNT_RULE = "give one number for all images or one per image"
+EMPTY_RULE = "the batch is empty: send at least one image"
+BATCH_RULE = "image and number must have the same batch size"
+IMAGE_BYTES_SHAPE_RULE = "image_bytes must have shape [batch] (one encoded image each)"
+IMAGE_BYTES_FORMAT_RULE = ("image_bytes must be " + ", ".join(IMAGE_FORMATS[:-1])
+                           + f" or {IMAGE_FORMATS[-1]} bytes")
+IMAGE_BYTES_SIZE_RULE = (f"image_bytes must decode to at most {MAX_IMAGE_PIXELS:,} pixels "
+                         "(checked on the header, before decoding)")
+BLANK_RULE = "the image is blank: no digit stands out from the background"
+# Inputs whose every value must be an integer in 0..maximum: (maximum, rule).
+VALUE_RULES = {"image": (MAX_PIXEL, IMAGE_VALUE_RULE),
+               "number": (NUM_DIGITS - 1, NUMBER_VALUE_RULE)}
+
+
+def refusal(rule, received):
+    """The message of a refused input: the rule, then what was received."""
+    return f"{rule}. Received: {received}"
+
+
+def _is_number_array(array):
+    return (np.issubdtype(array.dtype, np.integer)
+            or np.issubdtype(array.dtype, np.floating)) and array.dtype != np.bool_
+
+
+def check_images(images):
+    """Checks a batch of raw MNIST-style images; returns uint8 (N, 28, 28).
+
+    Accepts any array (or nested lists) of shape (N, 28, 28), N >= 1, whose
+    values are integers 0..255: uint8 as MNIST stores them, or another numeric
+    dtype holding such values (e.g. JSON's integers). Refuses float images
+    0..1, NaN, out-of-range pixels and other shapes, a channel axis
+    (N, 28, 28, 1) included, rather than guessing.
+
+    Raises:
+        ValueError: naming the input, what is expected and what was received.
+    """
+    images = np.asarray(images)
+    shape = tuple(images.shape)
+    if images.ndim != 3 or shape[1:] != IMAGE_SHAPE:
+        raise ValueError(refusal(IMAGE_SHAPE_RULE, f"shape={shape}"))
+    if shape[0] == 0:
+        raise ValueError(refusal(EMPTY_RULE, f"image shape={shape}"))
+    if images.dtype != np.uint8:
+        if not _is_number_array(images):
+            raise ValueError(refusal(IMAGE_VALUE_RULE, f"dtype={images.dtype}"))
+        bad = images[~np.isfinite(images) | (images != np.round(images))
+                     | (images < 0) | (images > MAX_PIXEL)]
+        if bad.size:
+            raise ValueError(refusal(IMAGE_VALUE_RULE,
+                                     f"a pixel of {bad.flat[0]!r} (dtype={images.dtype})"))
+    return images.astype(np.uint8)
+
+
+def check_numbers(numbers, count):
+    """One number for all `count` images or one per image, each an integer 0..9.
+
+    Accepts Python integers or an integer array; refuses bools, floats (even
+    3.0: a float here is a mistake upstream), strings and None.
+
+    Returns:
+        int32 array of `count` numbers.
+
+    Raises:
+        ValueError: naming the input and the value received.
+    """
+    array = np.asarray(numbers, dtype=object)
+    if array.ndim != 1:
+        raise ValueError(refusal(NUMBER_SHAPE_RULE, f"shape={array.shape}"))
+    if len(array) not in (1, count):
+        raise ValueError(refusal(f"{NUMBER_COUNT_RULE} ({count})",
+                                 f"{len(array)} numbers"))
+    for n in array:
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or not (
+                0 <= n < NUM_DIGITS):
+            raise ValueError(refusal(NUMBER_VALUE_RULE, f"number={n!r}"))
+    values = np.array(array.tolist(), np.int32)
+    return np.repeat(values, count) if len(values) == 1 else values
+
+
+# --- Graph checks: the same rules inside TensorFlow graphs -------------------
+
+def _runtime_shape(tensor):
+    import tensorflow as tf
+
+    # Serving does not enforce a signature's declared shapes, and the graph
+    # optimiser folds shape ops it can infer from them: a rank check on the
+    # [None, 28, 28] input would be folded to "true". PlaceholderWithDefault
+    # passes the tensor through with an unknown static shape, so the checks
+    # below read the shape of what was actually sent.
+    opaque = tf.raw_ops.PlaceholderWithDefault(input=tensor, shape=tf.TensorShape(None))
+    return tf.shape(opaque)
+
+
+def _shape_is(shape, item_shape):
+    """True when `shape` is [batch, *item_shape] (runtime int32 vector)."""
+    import tensorflow as tf
+
+    rank = len(item_shape) + 1
+    # Padded to a fixed length so that comparing works for any rank sent.
+    padded = tf.concat([shape, tf.zeros([rank], tf.int32)], axis=0)[:rank]
+    return tf.logical_and(tf.equal(tf.size(shape), rank),
+                          tf.reduce_all(tf.equal(padded[1:], item_shape)))
+
+
+def _assert(condition, rule, received_name, received):
+    import tensorflow as tf
+
+    return tf.debugging.Assert(condition, [f"{rule}. Received: {received_name}=", received],
+                               summarize=8)
+
+
+def graph_batch_checks(items, items_name, number, item_shape, shape_rule):
+    """Assert ops: `items` and `number` shapes, a non-empty batch, equal batches.
+
+    Args:
+        items: the first input (`image` or `image_bytes`) as fed.
+        items_name: its name, for the empty-batch message.
+        number: the `number` input as fed.
+        item_shape: the shape of one item (a tuple). Only that: the graph
+            optimiser plans the graph for the declared shape (it drops a
+            reshape it deems a no-op), so nothing else may reach the model.
+        shape_rule: the message for a wrong shape of `items`.
+
+    Returns:
+        A list of assert ops to run before the model (InvalidArgument, which
+        TF Serving returns as HTTP 400).
+    """
+    import tensorflow as tf
+
+    items_shape, number_shape = _runtime_shape(items), _runtime_shape(number)
+    checks = [
+        _assert(_shape_is(items_shape, item_shape), shape_rule, "shape", items_shape),
+        _assert(_shape_is(number_shape, ()), NUMBER_SHAPE_RULE, "shape", number_shape),
+    ]
+    with tf.control_dependencies(checks):
+        batch = tf.shape(items)[0]
+        checks.append(_assert(batch > 0, EMPTY_RULE, f"{items_name} shape", items_shape))
+        checks.append(_assert(tf.equal(batch, tf.shape(number)[0]), BATCH_RULE,
+                              f"{items_name} and number shapes",
+                              tf.stack([batch, tf.shape(number)[0]])))
+    return checks
+
+
+def graph_value_check(values, name, maximum, rule):
+    """Assert op: every value of `values` (float) is an integer in 0..maximum."""
+    import tensorflow as tf
+
+    ok = tf.logical_and(tf.equal(values, tf.round(values)),
+                        tf.logical_and(values >= 0, values <= maximum))
+    # NaN fails every comparison, so it is refused too.
+    bad = tf.boolean_mask(values, tf.logical_not(ok))
+    return _assert(tf.reduce_all(ok), rule, name, bad)
