@@ -119,9 +119,12 @@ def to_mnist(pixels):
     background = tf.where(light_paper, 255.0 - background, background)
     ink = tf.maximum(gray - background, 0.0)
     peak = tf.reduce_max(ink)
+    # Everything below reads `ink` through this identity, so nothing slices an
+    # empty crop before the check has refused a blank picture.
     with tf.control_dependencies([tf.debugging.Assert(
             peak > 0, [contract.refusal(contract.BLANK_RULE, "peak ink"), peak])]):
-        rows = tf.where(tf.reduce_max(ink, axis=1) > 0.1 * peak)[:, 0]
+        ink = tf.identity(ink)
+    rows = tf.where(tf.reduce_max(ink, axis=1) > 0.1 * peak)[:, 0]
     cols = tf.where(tf.reduce_max(ink, axis=0) > 0.1 * peak)[:, 0]
     crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
     crop = crop * (255.0 / tf.reduce_max(crop))
@@ -188,7 +191,18 @@ def preprocess(image):
                              f"dtype={pixels.dtype}, shape={pixels.shape}")
         return _from_pixels(tf.constant(pixels)).numpy()
     except tf.errors.InvalidArgumentError as e:
-        raise ImageError(e.message.split("\n")[0].strip()) from None
+        raise ImageError(error_text(e)) from None
+
+
+def error_text(error):
+    """The message of a graph's InvalidArgument without TensorFlow's trace lines."""
+    noise = ("Graph execution error", "Detected at node", "<stack", "[[", "File ")
+    lines = [line.strip() for line in error.message.splitlines()]
+    for line in lines:
+        if line.startswith("assertion failed:"):
+            return line[len("assertion failed:"):].strip()
+    return next((line for line in lines if line and not line.startswith(noise)),
+                error.message)
 
 
 def load_image(path):

@@ -53,10 +53,15 @@ def build_image_request(image_bytes, numbers, request_format="instances"):
         numbers: one integer 0..9, or one per image.
         request_format: as for `build_request`.
     """
-    if not image_bytes or not all(isinstance(b, bytes) for b in image_bytes):
+    if not isinstance(image_bytes, (list, tuple)):
         raise ValueError(contract.refusal(contract.IMAGE_BYTES_SHAPE_RULE,
-                                          f"{type(image_bytes).__name__} of "
-                                          f"{len(image_bytes)} items"))
+                                          type(image_bytes).__name__))
+    if not image_bytes:
+        raise ValueError(contract.refusal(contract.EMPTY_RULE, "0 images"))
+    for item in image_bytes:
+        if not isinstance(item, bytes):
+            raise ValueError(contract.refusal(contract.IMAGE_BYTES_FORMAT_RULE,
+                                              type(item).__name__))
     numbers = contract.check_numbers(numbers, len(image_bytes))
     encoded = [{"b64": base64.b64encode(b).decode("ascii")} for b in image_bytes]
     return _body(contract.PREDICT_IMAGE_KEY, {"image_bytes": encoded,

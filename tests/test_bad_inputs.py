@@ -1,27 +1,94 @@
-"""Bad input at each door gets a clear error naming the input; never a silent answer.
+"""Bad input gets a clear error naming the input at every door; never a silent answer.
 
-The doors: the Python API (`predict_digits`, which checks images and numbers
-before `model.predict`), the served signature (`serving_default` of the
-SavedModel) and the scripts (exit code != 0, message on stderr, nothing written).
+One table, `CASES`: each row is a bad input and the message (a rule of
+`mnist_sum_keras.contract`) every door must refuse it with. The doors: the
+Python API (`predict_digits`), the REST client (`serving.build_request`), the
+model itself (`model.predict` and `model(x)`), the served `serving_default`
+and `predict_image` signatures, and `scripts/predict.py`. A new case is one
+line; `DOORS` says where a row does not apply and why.
 """
 
 import dataclasses
+import io
 import os
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from conftest import write_npz
+from mnist_sum_keras import contract, serving
 from mnist_sum_keras.config import Config
-from mnist_sum_keras.export import SIGNATURE_KEY, export_saved_model
+from mnist_sum_keras.export import export_saved_model
 from mnist_sum_keras.model import build_model
 from mnist_sum_keras.predict import predict_digits
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGES = np.zeros((3, 28, 28), np.uint8)
+IMAGES[:, 6:22, 12:16] = 255   # a bar: not blank, so predict_image reads it
+ONE = IMAGES[:1]
+# The served signatures take uint8 and int32; other dtypes are refused by the
+# signature itself (TF Serving: by its JSON layer, HTTP 400).
+DTYPE = "expected|int32|uint8|Could not|cannot|Cannot"
+
+
+def _png(image):
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+# name: (image, number, message, received, otherwise)
+# `message` is a regex every door's error must match; `received` a regex of the
+# bad value, which must appear after it. `otherwise` maps a door ("model" for
+# both model doors, "served" for both signatures) to why it does not apply, or
+# to DTYPE where the signature's own dtype refuses the input first.
+CASES = {
+    "number 10": (ONE, [10], contract.NUMBER_VALUE_RULE, "10", {}),
+    "number -1": (ONE, [-1], contract.NUMBER_VALUE_RULE, "-1", {}),
+    "number 3.5": (ONE, [3.5], contract.NUMBER_VALUE_RULE, "3.5", {"served": DTYPE}),
+    "number -0.5": (ONE, [-0.5], contract.NUMBER_VALUE_RULE, "-0.5", {"served": DTYPE}),
+    "number 9.7": (ONE, [9.7], contract.NUMBER_VALUE_RULE, "9.7", {"served": DTYPE}),
+    "number NaN": (ONE, [float("nan")], contract.NUMBER_VALUE_RULE, "nan",
+                   {"served": DTYPE}),
+    "one bad number in a batch": (IMAGES, [1, 12, 3], contract.NUMBER_VALUE_RULE, "12", {}),
+    "number '7'": (ONE, ["7"], contract.NUMBER_VALUE_RULE, "'7'",
+                   {"served": DTYPE, "model": "not Keras' door: strings fail to convert"}),
+    "pixel 256": (ONE.astype(np.int64) + 256, [1], re.escape(contract.IMAGE_VALUE_RULE),
+                  "256", {"served": DTYPE}),
+    "pixel -1": (ONE.astype(np.int64) - 1, [1], re.escape(contract.IMAGE_VALUE_RULE), "-1",
+                 {"served": DTYPE}),
+    "float image 0..1": (ONE / 510.0 + 0.25, [1], re.escape(contract.IMAGE_VALUE_RULE), "0.25",
+                         {"served": DTYPE}),
+    "NaN image": (np.full((1, 28, 28), np.nan), [1], re.escape(contract.IMAGE_VALUE_RULE),
+                  "nan", {"served": DTYPE}),
+    "image (28, 27)": (np.zeros((1, 28, 27), np.uint8), [1],
+                       re.escape(contract.IMAGE_SHAPE_RULE), "28,? 27",
+                       {"model": "Keras checks shapes itself"}),
+    "image (N, 784)": (np.zeros((2, 784), np.uint8), [1, 2],
+                       re.escape(contract.IMAGE_SHAPE_RULE), "784",
+                       {"model": "Keras checks shapes itself"}),
+    "extra axes (1, 1, 28, 28)": (np.zeros((1, 1, 28, 28), np.uint8), [1],
+                                  re.escape(contract.IMAGE_SHAPE_RULE), "1,? 1,? 28,? 28",
+                                  {"model": "Keras checks shapes itself"}),
+    "channel axis (1, 28, 28, 1)": (np.zeros((1, 28, 28, 1), np.uint8), [1],
+                                    re.escape(contract.IMAGE_SHAPE_RULE), "28,? 28,? 1",
+                                    {"model": "Keras squeezes a trailing axis of 1"}),
+    "colour image": (np.zeros((1, 28, 28, 3), np.uint8), [1],
+                     re.escape(contract.IMAGE_SHAPE_RULE), "28,? 28,? 3",
+                     {"model": "Keras checks shapes itself"}),
+    "number shape (N, 1)": (ONE, [[1]], re.escape(contract.NUMBER_SHAPE_RULE), "1,? 1",
+                            {"model": "Keras checks shapes itself"}),
+    "empty batch": (np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.int32), re.escape(contract.EMPTY_RULE), "0",
+                    {"model": "Keras answers an empty batch with an empty one"}),
+    "batch sizes differ": (IMAGES[:2], [1, 2, 3], "one per image|same batch size", "3",
+                           {"model": "Keras checks batch sizes itself"}),
+}
+DOORS = ("api", "rest", "model.predict", "model", "served", "predict_image")
 
 
 @pytest.fixture(scope="module")
@@ -31,106 +98,116 @@ def model():
 
 
 @pytest.fixture(scope="module")
-def signature(model, tmp_path_factory):
+def signatures(model, tmp_path_factory):
     path = export_saved_model(model, str(tmp_path_factory.mktemp("bad") / "mnist_sum"))
-    return tf.saved_model.load(path).signatures[SIGNATURE_KEY]
+    return tf.saved_model.load(path).signatures
 
 
-# (images, numbers, message): the Python API door.
-API_BAD = {
-    "number 10": (IMAGES[:1], [10], "number=10"),
-    "number -1": (IMAGES[:1], [-1], "number=-1"),
-    "number 3.5": (IMAGES[:1], [3.5], "number=3.5"),
-    "number '7'": (IMAGES[:1], ["7"], "number='7'"),
-    "number None": (IMAGES[:1], [None], "number=None"),
-    "numbers of wrong length": (IMAGES, [1, 2], "one per image \\(3\\). Received: 2"),
-    "one bad number in a batch": (IMAGES, [1, 12, 3], "number=12"),
-    "image (28, 27)": (np.zeros((1, 28, 27), np.uint8), [1], r"shape=\(1, 28, 27\)"),
-    "colour image": (np.zeros((1, 28, 28, 3), np.uint8), [1], r"shape=\(1, 28, 28, 3\)"),
-    "extra axes": (np.zeros((1, 1, 28, 28), np.uint8), [1], r"shape=\(1, 1, 28, 28\)"),
-    "float 0..1 image": (np.full((1, 28, 28), 0.5, np.float32), [1], "uint8.*float32"),
-    "all-zero float image": (np.zeros((1, 28, 28)), [1], "uint8.*float64"),
-    "NaN image": (np.full((1, 28, 28), np.nan, np.float32), [1], "uint8.*float32"),
-    "empty batch": (np.zeros((0, 28, 28), np.uint8), [1], "empty"),
-    "batch sizes differ": (IMAGES[:2], [1, 2, 3], "one per image \\(2\\). Received: 3"),
+def _call(door, model, signatures, image, number):
+    if door == "api":
+        return predict_digits(model, image, number)
+    if door == "rest":
+        return serving.build_request(image, number)
+    if door == "model.predict":
+        return model.predict([np.asarray(image), np.asarray(number)], verbose=0)
+    if door == "model":
+        return model([np.asarray(image), np.asarray(number)])
+    if door == "served":
+        return signatures[contract.SIGNATURE_KEY](image=tf.constant(image),
+                                                  number=tf.constant(number))
+    if door == "predict_image":
+        # The same numbers (and batch) with images sent as PNG bytes.
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[1:] != (28, 28) or image.dtype != np.uint8:
+            pytest.skip("predict_image takes encoded images: image rows do not apply")
+        return signatures[contract.PREDICT_IMAGE_KEY](
+            image_bytes=tf.constant([_png(im) for im in image], tf.string),
+            number=tf.constant(number))
+    raise AssertionError(door)
+
+
+@pytest.mark.parametrize("door", DOORS)
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_door_refuses(model, signatures, case, door):
+    image, number, message, received, otherwise = CASES[case]
+    key = {"model.predict": "model", "predict_image": "served"}.get(door, door)
+    expected = otherwise.get(key, message)
+    if expected not in (message, DTYPE):
+        pytest.skip(expected)
+    with pytest.raises(Exception) as error:
+        _call(door, model, signatures, image, number)
+    text = str(error.value)
+    assert re.search(expected, text), text
+    if expected == message:
+        assert re.search(received, text[re.search(message, text).end():]), text
+
+
+def test_served_and_model_errors_are_invalid_argument(model, signatures):
+    # TF Serving turns InvalidArgument into HTTP 400.
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        model.predict([ONE, np.array([10])], verbose=0)
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        signatures[contract.SIGNATURE_KEY](image=tf.constant(ONE), number=tf.constant([10]))
+
+
+# Bytes that predict_image refuses (InvalidArgument) before anything is answered.
+def _png_claiming(width, height):
+    """A tiny PNG whose header claims width x height (1-bit gray), and no pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+BAD_BYTES = {
+    "text": (b"not an image at all", re.escape(contract.IMAGE_BYTES_FORMAT_RULE)),
+    "empty bytes": (b"", re.escape(contract.IMAGE_BYTES_FORMAT_RULE)),
+    "truncated PNG": (_png(IMAGES[0])[:60], "PNG"),
+    "20000x20000 PNG header": (_png_claiming(20000, 20000),
+                               re.escape(contract.IMAGE_BYTES_SIZE_RULE) + r".*400000000"),
+    "blank image": (_png(np.full((40, 40), 255, np.uint8)), re.escape(contract.BLANK_RULE)),
 }
 
 
-@pytest.mark.parametrize("case", sorted(API_BAD))
-def test_python_api_refuses(model, case):
-    images, numbers, message = API_BAD[case]
-    with pytest.raises(ValueError, match=message):
-        predict_digits(model, images, numbers)
+@pytest.mark.parametrize("case", sorted(BAD_BYTES))
+def test_predict_image_refuses_bytes(signatures, case):
+    data, message = BAD_BYTES[case]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        signatures[contract.PREDICT_IMAGE_KEY](image_bytes=tf.constant([data]),
+                                               number=tf.constant([1]))
+
+
+def test_predict_image_refuses_a_batch_of_lists(signatures):
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=re.escape(contract.IMAGE_BYTES_SHAPE_RULE)):
+        signatures[contract.PREDICT_IMAGE_KEY](
+            image_bytes=tf.constant([[_png(IMAGES[0])]]), number=tf.constant([1]))
 
 
 # Legitimately convertible input is converted (documented in the README).
-API_CONVERTED = {
+CONVERTED = {
     "int64 numbers": (IMAGES, np.array([1, 2, 3], np.int64)),
-    "(N, 28, 28, 1) images": (np.zeros((3, 28, 28, 1), np.uint8), [1, 2, 3]),
-    "batch of 1": (IMAGES[:1], [4]),
+    "int64 pixels 0..255": (IMAGES.astype(np.int64), [1, 2, 3]),
+    "float pixels holding integers": (IMAGES.astype(np.float32), [1, 2, 3]),
+    "nested lists (JSON)": (IMAGES.tolist(), [1, 2, 3]),
+    "batch of 1": (ONE, [4]),
     "one number for all images": (IMAGES, [4]),
 }
 
 
-@pytest.mark.parametrize("case", sorted(API_CONVERTED))
+@pytest.mark.parametrize("case", sorted(CONVERTED))
 def test_python_api_converts(model, case):
-    images, numbers = API_CONVERTED[case]
+    images, numbers = CONVERTED[case]
     results = predict_digits(model, images, numbers)
     assert len(results) == len(images)
     assert all(0 <= r["sum"] <= 18 and 0 <= r["digit"] <= 9 for r in results)
-
-
-# (image, number, error type, message): the served signature's door. A shape
-# can be refused by the signature's own check (ValueError) or, as TF Serving
-# does not check shapes, by the serving function's (InvalidArgument).
-SHAPE_ERRORS = (tf.errors.InvalidArgumentError, TypeError, ValueError)
-# A wrong dtype: refused by the signature's binding (TypeError) and the graph
-# runtime (InvalidArgument, what TF Serving answers), both naming the dtype.
-TYPE_ERRORS = (tf.errors.InvalidArgumentError, TypeError)
-SIGNATURE_BAD = {
-    "number 10": (IMAGES[:1], np.array([10], np.int32), tf.errors.InvalidArgumentError,
-                  "number must be in 0..9"),
-    "number -1": (IMAGES[:1], np.array([-1], np.int32), tf.errors.InvalidArgumentError,
-                  "number must be in 0..9"),
-    "one bad number in a batch": (IMAGES, np.array([1, 12, 3], np.int32),
-                                  tf.errors.InvalidArgumentError, "number must be in 0..9"),
-    "batch sizes differ": (IMAGES[:2], np.array([1, 2, 3], np.int32),
-                           tf.errors.InvalidArgumentError, "same batch size"),
-    "empty batch": (np.zeros((0, 28, 28), np.uint8), np.zeros((0,), np.int32),
-                    tf.errors.InvalidArgumentError, "image batch is empty"),
-    "number 3.5": (IMAGES[:1], np.array([3.5], np.float32), TYPE_ERRORS, "int32"),
-    "number '7'": (IMAGES[:1], np.array(["7"]), TYPE_ERRORS, "int32"),
-    "int64 number": (IMAGES[:1], np.array([7], np.int64), TYPE_ERRORS, "int32"),
-    "image (28, 27)": (np.zeros((1, 28, 27), np.uint8), np.array([1], np.int32),
-                       SHAPE_ERRORS, r"28, 28"),
-    "colour image": (np.zeros((1, 28, 28, 3), np.uint8), np.array([1], np.int32),
-                     SHAPE_ERRORS, r"image must have shape \[batch, 28, 28\]"),
-    "two numbers per image": (IMAGES[:1], np.array([[1, 2]], np.int32), SHAPE_ERRORS,
-                              r"number must have shape \[batch\]"),
-    "float image": (np.full((1, 28, 28), 0.5, np.float32), np.array([1], np.int32),
-                    TYPE_ERRORS, "uint8"),
-}
-
-
-@pytest.mark.parametrize("case", sorted(SIGNATURE_BAD))
-def test_served_signature_refuses(signature, case):
-    image, number, error, message = SIGNATURE_BAD[case]
-    with pytest.raises(error, match=message):
-        signature(image=tf.constant(image), number=tf.constant(number))
-
-
-def test_served_signature_answers_batch_of_one(signature):
-    out = signature(image=tf.constant(IMAGES[:1]), number=tf.constant([4], tf.int32))
-    assert out["sum"].shape == (1,)
-
-
-def test_served_signature_converts_a_channel_axis_of_one(signature):
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, size=(2, 28, 28), dtype=np.uint8)
-    number = tf.constant([4, 7], tf.int32)
-    plain = signature(image=tf.constant(images), number=number)
-    channel = signature(image=tf.constant(images[..., None]), number=number)
-    np.testing.assert_array_equal(plain["sum_probabilities"], channel["sum_probabilities"])
+    expected = predict_digits(model, IMAGES[:len(results)], numbers)
+    assert results == expected
 
 
 def _run(script, *args):

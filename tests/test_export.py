@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import synthetic_digits
-from mnist_sum_keras import export
+from mnist_sum_keras import contract, export
 from mnist_sum_keras.config import Config
 from mnist_sum_keras.model import build_model
 
@@ -28,8 +28,8 @@ def exported(tmp_path_factory):
     return model, base, path
 
 
-def _serve(path):
-    return tf.saved_model.load(path).signatures[export.SIGNATURE_KEY]
+def _serve(path, key=contract.SIGNATURE_KEY):
+    return tf.saved_model.load(path).signatures[key]
 
 
 def test_versions_count_up_and_never_overwrite(exported):
@@ -43,17 +43,22 @@ def test_versions_count_up_and_never_overwrite(exported):
     assert not [n for n in os.listdir(base) if n.startswith(".tmp")]
 
 
-def test_signature_names_dtypes_shapes(exported):
+OUTPUT_DTYPES = {"digit": tf.int64, "sum": tf.int64,
+                 "digit_probabilities": tf.float32, "sum_probabilities": tf.float32}
+
+
+@pytest.mark.parametrize("key,inputs", [
+    (contract.SIGNATURE_KEY, {"image": (tf.uint8, [None, 28, 28]),
+                              "number": (tf.int32, [None])}),
+    (contract.PREDICT_IMAGE_KEY, {"image_bytes": (tf.string, [None]),
+                                  "number": (tf.int32, [None])}),
+])
+def test_signature_names_dtypes_shapes(exported, key, inputs):
     _, _, path = exported
-    serve = _serve(path)
-    inputs = serve.structured_input_signature[1]
-    assert set(inputs) == {"image", "number"}
-    assert inputs["image"].dtype == tf.uint8 and inputs["image"].shape.as_list() == [None, 28, 28]
-    assert inputs["number"].dtype == tf.int32 and inputs["number"].shape.as_list() == [None]
-    outputs = serve.structured_outputs
-    assert {k: v.dtype for k, v in outputs.items()} == {
-        "digit": tf.int64, "sum": tf.int64,
-        "digit_probabilities": tf.float32, "sum_probabilities": tf.float32}
+    serve = _serve(path, key)
+    spec = serve.structured_input_signature[1]
+    assert {k: (v.dtype, v.shape.as_list()) for k, v in spec.items()} == inputs
+    assert {k: v.dtype for k, v in serve.structured_outputs.items()} == OUTPUT_DTYPES
 
 
 def test_served_outputs_equal_keras_model(exported):
@@ -68,17 +73,19 @@ def test_served_outputs_equal_keras_model(exported):
     np.testing.assert_array_equal(served["sum"], np.argmax(served["sum_probabilities"], -1))
 
 
-@pytest.mark.parametrize("numbers,images,match", [
-    ([10], 1, "number must be in 0..9"),
-    ([3, -1], 2, "number must be in 0..9"),
-    ([1, 2, 3], 2, "same batch size"),
-])
-def test_bad_requests_raise_invalid_argument(exported, numbers, images, match):
-    _, _, path = exported
-    serve = _serve(path)
-    with pytest.raises(tf.errors.InvalidArgumentError, match=match):
-        serve(image=tf.zeros([images, 28, 28], tf.uint8),
-              number=tf.constant(numbers, tf.int32))
+def test_predict_image_equals_serving_default_on_the_preprocessed_images(exported):
+    from mnist_sum_keras.predict import preprocess
+
+    model, _, path = exported
+    images, _ = synthetic_digits(5)
+    pngs = [tf.io.encode_png(im[..., None]).numpy() for im in images]
+    numbers = tf.constant([1, 3, 5, 7, 9], tf.int32)
+    from_bytes = _serve(path, contract.PREDICT_IMAGE_KEY)(image_bytes=tf.constant(pngs),
+                                                         number=numbers)
+    from_pixels = _serve(path)(image=tf.constant(np.stack([preprocess(b) for b in pngs])),
+                               number=numbers)
+    for key in OUTPUT_DTYPES:
+        np.testing.assert_allclose(from_bytes[key], from_pixels[key], atol=1e-6)
 
 
 def test_failed_export_leaves_no_version(tmp_path, monkeypatch):
@@ -103,15 +110,19 @@ def test_warmup_file_parses_and_replays(exported):
     from tensorflow_serving.apis import prediction_log_pb2
     _, _, path = exported
     serve = _serve(path)
+    loaded = tf.saved_model.load(path)
     records = list(tf.data.TFRecordDataset(os.path.join(path, export.WARMUP_FILE)))
-    assert len(records) == len(export.WARMUP_BATCH_SIZES)
-    for record, size in zip(records, export.WARMUP_BATCH_SIZES):
+    # One request per batch size and signature: both are warm when serving starts.
+    expected = [(size, key) for size in export.WARMUP_BATCH_SIZES
+                for key in (contract.SIGNATURE_KEY, contract.PREDICT_IMAGE_KEY)]
+    assert len(records) == len(expected)
+    for record, (size, key) in zip(records, expected):
         log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
         request = log.predict_log.request
-        assert request.model_spec.signature_name == export.SIGNATURE_KEY
+        assert request.model_spec.signature_name == key
         inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
-        assert inputs["image"].shape == (size, 28, 28) and inputs["image"].dtype == np.uint8
-        out = serve(**{k: tf.constant(v) for k, v in inputs.items()})
+        assert all(len(v) == size for v in inputs.values())
+        out = loaded.signatures[key](**{k: tf.constant(v) for k, v in inputs.items()})
         assert out["sum"].shape == (size,)
 
 

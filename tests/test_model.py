@@ -28,8 +28,11 @@ def _inputs(count=6):
 
 def test_input_and_output_names_shapes_dtypes(model):
     assert [t.name for t in model.inputs] == ["image", "number"]
-    assert model.inputs[0].shape == (None, 28, 28) and model.inputs[0].dtype == "uint8"
-    assert model.inputs[1].shape == (None,) and model.inputs[1].dtype == "int32"
+    # float32, so the IntegerCheck layers see callers' values uncast.
+    assert model.inputs[0].shape == (None, 28, 28) and model.inputs[0].dtype == "float32"
+    assert model.inputs[1].shape == (None,) and model.inputs[1].dtype == "float32"
+    assert [type(model.get_layer(n)).__name__ for n in ("image_check", "number_check")] == [
+        "IntegerCheck", "IntegerCheck"]
     assert set(model.output_names) == {"digit", "sum"}
     images, numbers = _inputs()
     out = model.predict([images, numbers], verbose=0)
