@@ -1,6 +1,8 @@
 """Shared fixtures: tiny synthetic MNIST-like data and a small config."""
 
 import dataclasses
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -31,6 +33,16 @@ def write_npz(path, train=200, test=50, **overrides):
     arrays.update(overrides)
     np.savez(path, **arrays)
     return str(path)
+
+
+def png_claiming(width, height):
+    """A tiny PNG whose header claims width x height (1-bit gray), and no pixels."""
+    def chunk(kind, data):
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
 
 
 @pytest.fixture

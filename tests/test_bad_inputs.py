@@ -20,7 +20,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import write_npz
+from conftest import png_claiming, write_npz
 from mnist_sum_keras import contract, serving
 from mnist_sum_keras.config import Config
 from mnist_sum_keras.export import export_saved_model
@@ -151,24 +151,11 @@ def test_served_and_model_errors_are_invalid_argument(model, signatures):
 
 
 # Bytes that predict_image refuses (InvalidArgument) before anything is answered.
-def _png_claiming(width, height):
-    """A tiny PNG whose header claims width x height (1-bit gray), and no pixels."""
-    import struct
-    import zlib
-
-    def chunk(kind, data):
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
-
-
 BAD_BYTES = {
     "text": (b"not an image at all", re.escape(contract.IMAGE_BYTES_FORMAT_RULE)),
     "empty bytes": (b"", re.escape(contract.IMAGE_BYTES_FORMAT_RULE)),
     "truncated PNG": (_png(IMAGES[0])[:60], "PNG"),
-    "20000x20000 PNG header": (_png_claiming(20000, 20000),
+    "20000x20000 PNG header": (png_claiming(20000, 20000),
                                re.escape(contract.IMAGE_BYTES_SIZE_RULE) + r".*400000000"),
     "blank image": (_png(np.full((40, 40), 255, np.uint8)), re.escape(contract.BLANK_RULE)),
 }

@@ -6,16 +6,15 @@ TensorFlow's decoders, the same graph code the served `predict_image` runs.
 
 import io
 import os
-import struct
 import subprocess
 import sys
-import zlib
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image, ImageDraw, ImageFont
 
+from conftest import png_claiming
 from mnist_sum_keras.config import DATA_ENV_VAR
 from mnist_sum_keras.contract import check_images, check_numbers
 from mnist_sum_keras.data import load_mnist
@@ -151,19 +150,9 @@ def test_load_image_errors_name_the_file(tmp_path):
         load_image(str(truncated))
 
 
-def _png_claiming(width, height):
-    """A tiny PNG whose header claims width x height (1-bit gray), and no pixels."""
-    def chunk(kind, data):
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
-
-
 def test_decompression_bomb_is_refused(tmp_path):
     bomb = tmp_path / "bomb.png"
-    bomb.write_bytes(_png_claiming(20000, 20000))
+    bomb.write_bytes(png_claiming(20000, 20000))
     with pytest.raises(ImageError, match="bomb.png.*at most 16,777,216 pixels.*400000000"):
         load_image(str(bomb))
 
