@@ -1,6 +1,7 @@
 """Shared fixtures: tiny synthetic MNIST-like data and a small config."""
 
 import dataclasses
+import os
 import struct
 import zlib
 
@@ -8,6 +9,9 @@ import numpy as np
 import pytest
 
 from mnist_sum_keras.config import Config
+
+# The repository root (scripts/, saved_models/).
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def synthetic_digits(count, seed=0):

@@ -1,8 +1,7 @@
-"""Tests of the TF Serving REST client, without a server."""
+"""Tests of the TF Serving REST client, without a server (tests/test_server.py runs it
+against the local stand-in)."""
 
 import json
-import urllib.error
-import urllib.request
 
 import numpy as np
 import pytest
@@ -85,94 +84,3 @@ def test_parse_error_response():
         serving.parse_response({"error": "number must be in 0..9"})
     with pytest.raises(ValueError, match="lacks the outputs"):
         serving.parse_response({"predictions": [{"digit": 1}]})
-
-
-class _FakeTFServing:
-    """A loopback stand-in for TF Serving's REST predict API.
-
-    It answers from the real exported `serving_default` signature, row or
-    column format, and turns InvalidArgument into HTTP 400 with an "error" key,
-    as TF Serving does. (TF Serving itself cannot run on the CI machines.)
-    """
-
-    def __init__(self, signature):
-        import http.server
-        import threading
-
-        import tensorflow as tf
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                try:
-                    if "instances" in body:
-                        rows = body["instances"]
-                        inputs = {k: [r[k] for r in rows] for k in ("image", "number")}
-                    else:
-                        inputs = body["inputs"]
-                    out = signature(image=tf.constant(inputs["image"], tf.uint8),
-                                    number=tf.constant(inputs["number"], tf.int32))
-                    out = {k: v.numpy().tolist() for k, v in out.items()}
-                    if "instances" in body:
-                        answer = {"predictions": [dict(zip(out, values))
-                                                  for values in zip(*out.values())]}
-                    else:
-                        answer = {"outputs": out}
-                    code = 200
-                except tf.errors.InvalidArgumentError as e:
-                    answer, code = {"error": e.message}, 400
-                data = json.dumps(answer).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = (f"http://127.0.0.1:{self.server.server_port}"
-                    "/v1/models/mnist_sum:predict")
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
-
-
-def test_client_against_served_signature(tmp_path):
-    import dataclasses
-
-    import tensorflow as tf
-
-    from mnist_sum_keras.config import Config
-    from mnist_sum_keras.contract import SIGNATURE_KEY
-    from mnist_sum_keras.export import export_saved_model
-    from mnist_sum_keras.model import build_model
-
-    model = build_model(dataclasses.replace(Config(), conv_filters=(4,), feature_units=8,
-                                            sum_units=(8,)))
-    path = export_saved_model(model, str(tmp_path / "mnist_sum"))
-    signature = tf.saved_model.load(path).signatures[SIGNATURE_KEY]
-    images, numbers = _batch(2)
-    expected = model.predict([images, numbers], verbose=0)
-    with _FakeTFServing(signature) as server:
-        rows = serving.predict(images, numbers, url=server.url, request_format="instances")
-        columns = serving.predict(images, numbers, url=server.url, request_format="inputs")
-        assert rows == columns
-        assert [r["digit"] for r in rows] == list(np.argmax(expected["digit"], -1))
-        assert [r["sum"] for r in rows] == list(np.argmax(expected["sum"], -1))
-        # A number the client would refuse, sent raw: the server says 400.
-        body = serving.build_request(images, numbers)
-        body["instances"][0]["number"] = 10
-        request = urllib.request.Request(server.url, data=json.dumps(body).encode())
-        with pytest.raises(urllib.error.HTTPError) as error:
-            urllib.request.urlopen(request, timeout=30)
-        assert error.value.code == 400
-        assert "number must be an integer in 0..9" in json.load(error.value)["error"]

@@ -1,0 +1,160 @@
+// The drawing page: canvas -> PNG -> TF Serving REST `predict_image` -> bars.
+"use strict";
+
+const MODEL_URL = "v1/models/mnist_sum:predict";   // Same origin: serve.py or a proxy.
+const canvas = document.getElementById("canvas");
+const ctx = canvas.getContext("2d");
+const answer = document.getElementById("answer");
+const errorBox = document.getElementById("error");
+let number = 0;
+let drawn = false;        // Anything on the canvas to read?
+let drawing = false;
+let pending = null;       // Debounce timer.
+let requestId = 0;        // Only the newest answer is shown.
+
+function clearCanvas() {
+  ctx.fillStyle = "#000";
+  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  drawn = false;
+  answer.textContent = "Draw a digit.";
+  errorBox.hidden = true;
+  for (const id of ["digit-bars", "sum-bars"]) document.getElementById(id).replaceChildren();
+}
+
+function point(event) {
+  const box = canvas.getBoundingClientRect();
+  return [(event.clientX - box.left) * canvas.width / box.width,
+          (event.clientY - box.top) * canvas.height / box.height];
+}
+
+canvas.addEventListener("pointerdown", (event) => {
+  drawing = true;
+  canvas.setPointerCapture(event.pointerId);
+  ctx.strokeStyle = "#fff";
+  ctx.lineWidth = 22;
+  ctx.lineCap = ctx.lineJoin = "round";
+  ctx.beginPath();
+  ctx.moveTo(...point(event));
+  ctx.lineTo(...point(event));
+  ctx.stroke();
+  drawn = true;
+});
+canvas.addEventListener("pointermove", (event) => {
+  if (!drawing) return;
+  ctx.lineTo(...point(event));
+  ctx.stroke();
+  schedule(300);
+});
+for (const type of ["pointerup", "pointercancel"]) {
+  canvas.addEventListener(type, () => {
+    if (!drawing) return;
+    drawing = false;
+    schedule(0);
+  });
+}
+
+document.getElementById("clear").addEventListener("click", clearCanvas);
+
+const numbers = document.getElementById("numbers");
+for (let n = 0; n <= 9; n++) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.textContent = n;
+  button.setAttribute("role", "radio");
+  button.setAttribute("aria-checked", n === number ? "true" : "false");
+  button.dataset.number = n;
+  button.addEventListener("click", () => {
+    number = n;
+    for (const b of numbers.children) b.setAttribute("aria-checked", b === button ? "true" : "false");
+    schedule(0);
+  });
+  numbers.appendChild(button);
+}
+
+function schedule(delay) {
+  clearTimeout(pending);
+  pending = setTimeout(predict, delay);
+}
+
+function showError(message) {
+  errorBox.textContent = message;
+  errorBox.hidden = false;
+  answer.textContent = "No answer.";
+}
+
+async function predict() {
+  if (!drawn) return;
+  const id = ++requestId;
+  const png = canvas.toDataURL("image/png").split(",")[1];
+  const body = {signature_name: "predict_image",
+                instances: [{image_bytes: {b64: png}, number: number}]};
+  let response, reply;
+  try {
+    response = await fetch(MODEL_URL, {method: "POST", body: JSON.stringify(body),
+                                       headers: {"Content-Type": "application/json"}});
+    reply = await response.json();
+  } catch (e) {
+    if (id === requestId) {
+      showError("Cannot reach the model server (" + e.message + "). Is `python scripts/serve.py` running?");
+    }
+    return;
+  }
+  if (id !== requestId) return;
+  if (!response.ok || reply.error) {
+    showError("The server refused the drawing: " + (reply.error || response.status));
+    return;
+  }
+  errorBox.hidden = true;
+  const p = reply.predictions[0];
+  answer.textContent = `digit ${p.digit} + ${number} = sum ${p.sum}`;
+  answer.dataset.digit = p.digit;
+  answer.dataset.sum = p.sum;
+  bars("digit-bars", p.digit_probabilities);
+  bars("sum-bars", p.sum_probabilities);
+}
+
+function bars(id, probabilities) {
+  const top = probabilities.map((p, k) => [p, k]).sort((a, b) => b[0] - a[0]).slice(0, 3);
+  const list = document.getElementById(id);
+  list.replaceChildren(...top.map(([p, k]) => {
+    const item = document.createElement("li");
+    const label = document.createElement("span");
+    label.textContent = k;
+    const bar = document.createElement("div");
+    bar.className = "bar";
+    bar.style.width = (100 * p).toFixed(1) + "%";
+    const value = document.createElement("span");
+    value.textContent = (100 * p).toFixed(1) + "%";
+    item.append(label, bar, value);
+    return item;
+  }));
+}
+
+async function loadSamples() {
+  let samples;
+  try {
+    const response = await fetch("samples.json");
+    if (!response.ok) return;        // The server was started without --data.
+    samples = await response.json();
+  } catch (e) {
+    return;
+  }
+  const box = document.getElementById("samples");
+  for (const sample of samples) {
+    const img = document.createElement("img");
+    img.src = "data:image/png;base64," + sample.png;
+    img.alt = "MNIST test image " + sample.index + " (a " + sample.label + ")";
+    img.title = img.alt;
+    img.addEventListener("click", () => {
+      ctx.imageSmoothingEnabled = false;
+      ctx.drawImage(img, 0, 0, canvas.width, canvas.height);
+      drawn = true;
+      schedule(0);
+    });
+    box.appendChild(img);
+  }
+  document.getElementById("samples-section").hidden = false;
+}
+
+clearCanvas();
+loadSamples();

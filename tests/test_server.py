@@ -1,0 +1,271 @@
+"""Tests of the local TF Serving REST stand-in (`mnist_sum_keras.server`, `scripts/serve.py`).
+
+The rules come from TF Serving's REST API documentation: model status,
+metadata, predict in row (`instances` -> `predictions`) and column (`inputs`
+-> `outputs`) formats, `{"b64": ...}` for bytes, `{"error": ...}` with HTTP 400
+for a bad request and 404 for an unknown model or version.
+"""
+
+import base64
+import concurrent.futures
+import dataclasses
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import ROOT, synthetic_digits
+from mnist_sum_keras import contract, serving
+from mnist_sum_keras.config import Config
+from mnist_sum_keras.export import export_saved_model
+from mnist_sum_keras.model import build_model
+from mnist_sum_keras.server import make_server
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    model = build_model(dataclasses.replace(Config(), conv_filters=(4,), feature_units=8,
+                                            sum_units=(8,)))
+    base = str(tmp_path_factory.mktemp("serve") / "mnist_sum")
+    export_saved_model(model, base)
+    return base, tf.saved_model.load(os.path.join(base, "1")).signatures
+
+
+class Running:
+    """A server on a free loopback port, in a thread, stopped on exit."""
+
+    def __init__(self, **kwargs):
+        self.server = make_server(host="127.0.0.1", port=0, log=False, **kwargs)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(exported):
+    with Running(model_dir=exported[0], max_request_bytes=200_000) as running:
+        yield running
+
+
+def _call(url, body=None, raw=None):
+    """(status, JSON answer) of a GET, or a POST of `body` as JSON (or `raw` bytes)."""
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    request = urllib.request.Request(url, data=data)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
+
+
+PREDICT = "/v1/models/mnist_sum:predict"
+IMAGES, _ = synthetic_digits(4)
+NUMBERS = [3, 9, 0, 5]
+
+
+def _png(image):
+    return tf.io.encode_png(image[..., None]).numpy()
+
+
+def test_model_status(server):
+    for path in ("/v1/models/mnist_sum", "/v1/models/mnist_sum/versions/1"):
+        assert _call(server.url + path) == (200, {"model_version_status": [{
+            "version": "1", "state": "AVAILABLE",
+            "status": {"error_code": "OK", "error_message": ""}}]})
+
+
+def test_metadata_lists_both_signatures(server):
+    status, answer = _call(server.url + "/v1/models/mnist_sum/versions/1/metadata")
+    assert status == 200 and answer["model_spec"]["version"] == "1"
+    signatures = answer["metadata"]["signature_def"]["signature_def"]
+    assert set(signatures) == {contract.SIGNATURE_KEY, contract.PREDICT_IMAGE_KEY}
+    image = signatures[contract.SIGNATURE_KEY]["inputs"]["image"]
+    assert image["dtype"] == "DT_UINT8"
+    assert [d["size"] for d in image["tensor_shape"]["dim"]] == ["-1", "28", "28"]
+    assert signatures[contract.PREDICT_IMAGE_KEY]["inputs"]["image_bytes"]["dtype"] == "DT_STRING"
+    assert signatures[contract.SIGNATURE_KEY]["outputs"]["sum"]["dtype"] == "DT_INT64"
+
+
+def test_row_and_column_predictions_equal_the_signature(server, exported):
+    expected = exported[1][contract.SIGNATURE_KEY](image=tf.constant(IMAGES),
+                                                   number=tf.constant(NUMBERS))
+    rows = _call(server.url + PREDICT, serving.build_request(IMAGES, NUMBERS, "instances"))
+    columns = _call(server.url + "/v1/models/mnist_sum/versions/1:predict",
+                    serving.build_request(IMAGES, NUMBERS, "inputs"))
+    assert rows[0] == columns[0] == 200
+    assert len(rows[1]["predictions"]) == 4
+    for key, value in expected.items():
+        np.testing.assert_allclose([row[key] for row in rows[1]["predictions"]], value,
+                                   atol=1e-6)
+        np.testing.assert_allclose(columns[1]["outputs"][key], value, atol=1e-6)
+
+
+def test_predict_image_with_b64(server, exported):
+    pngs = [_png(im) for im in IMAGES]
+    expected = exported[1][contract.PREDICT_IMAGE_KEY](image_bytes=tf.constant(pngs),
+                                                       number=tf.constant(NUMBERS))
+    results = serving.predict_image(pngs, NUMBERS, url=server.url + PREDICT)
+    assert [r["sum"] for r in results] == expected["sum"].numpy().tolist()
+    columns = serving.predict_image(pngs, NUMBERS, url=server.url + PREDICT,
+                                    request_format="inputs")
+    assert columns == results
+
+
+# (request body, status, message regex): bad requests and who refuses them.
+_ROW = {"image": IMAGES[0].tolist(), "number": 3}
+BAD_REQUESTS = {
+    "number 10 (graph)": ({"instances": [{**_ROW, "number": 10}]}, 400,
+                          re.escape(contract.NUMBER_VALUE_RULE)),
+    "number 3.5 (JSON layer)": ({"instances": [{**_ROW, "number": 3.5}]}, 400,
+                                "number: JSON value 3.5 is not of expected type int32"),
+    "pixel 256 (refused here, cast by TF Serving)": (
+        {"inputs": {"image": [[[256] * 28] * 28], "number": [1]}}, 400,
+        "image: JSON value 256 does not fit uint8"),
+    "ragged image": ({"inputs": {"image": [[[1] * 28] * 27 + [[1] * 3]], "number": [1]}},
+                     400, "ragged"),
+    "image [1, 1, 28, 28] (graph)": ({"inputs": {"image": [[IMAGES[0].tolist()]],
+                                                 "number": [1]}}, 400,
+                                     re.escape(contract.IMAGE_SHAPE_RULE)),
+    "empty instances": ({"instances": []}, 400, "No values in 'instances' array"),
+    "batch sizes differ (graph)": ({"inputs": {"image": IMAGES[:2].tolist(), "number": [1]}},
+                                   400, re.escape(contract.BATCH_RULE)),
+    "missing input": ({"instances": [{"image": IMAGES[0].tolist()}]}, 400,
+                      r"instances\[0\] must be an object with the inputs"),
+    "both formats": ({"instances": [_ROW], "inputs": {}}, 400, "either 'instances'"),
+    "unknown signature": ({"signature_name": "nope", "instances": [_ROW]}, 400,
+                          "\"nope\" not found"),
+    "bad base64": ({"signature_name": "predict_image",
+                    "instances": [{"image_bytes": {"b64": "%%%"}, "number": 1}]}, 400,
+                   "not valid base64"),
+    "bytes not an image (graph)": (
+        {"signature_name": "predict_image",
+         "instances": [{"image_bytes": {"b64": base64.b64encode(b"hello").decode()},
+                        "number": 1}]}, 400, re.escape(contract.IMAGE_BYTES_FORMAT_RULE)),
+    "not an object": ([1, 2, 3], 400, "must be a JSON object"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
+def test_bad_requests(server, case):
+    body, status, message = BAD_REQUESTS[case]
+    code, answer = _call(server.url + PREDICT, body)
+    assert code == status and set(answer) == {"error"}, answer
+    assert re.search(message, answer["error"]), answer
+
+
+@pytest.mark.parametrize("path,message", [
+    ("/v1/models/other:predict", r"Servable not found for request: Latest\(other\)"),
+    ("/v1/models/mnist_sum/versions/2:predict",
+     r"Servable not found for request: Specific\(mnist_sum, 2\)"),
+    ("/v1/nothing", "Malformed request"),
+])
+def test_unknown_model_version_or_path_is_404(server, path, message):
+    code, answer = _call(server.url + path, {"instances": [_ROW]})
+    assert code == 404 and re.search(message, answer["error"])
+
+
+def test_invalid_json_and_oversized_requests(server):
+    assert _call(server.url + PREDICT, raw=b"{not json")[0] == 400
+    code, answer = _call(server.url + PREDICT, raw=b" " * 200_001)
+    assert code == 413 and "exceeds the limit of 200,000" in answer["error"]
+
+
+def test_concurrent_requests_are_not_mixed_up(server, exported):
+    rng = np.random.default_rng(0)
+    batches = [(rng.integers(0, 256, (3, 28, 28), dtype=np.uint8),
+                rng.integers(0, 10, 3).tolist()) for _ in range(16)]
+    signature = exported[1][contract.SIGNATURE_KEY]
+    expected = [signature(image=tf.constant(x), number=tf.constant(n))["sum_probabilities"]
+                for x, n in batches]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(
+            lambda b: _call(server.url + PREDICT, serving.build_request(*b, "inputs")),
+            batches))
+    for (code, answer), want in zip(answers, expected):
+        assert code == 200
+        np.testing.assert_allclose(answer["outputs"]["sum_probabilities"], want, atol=1e-6)
+
+
+def test_page_is_served_without_samples(server):
+    with urllib.request.urlopen(server.url + "/", timeout=30) as response:
+        page = response.read().decode()
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert '<canvas id="canvas"' in page and 'src="app.js"' in page
+    for path in ("/app.js", "/style.css"):
+        with urllib.request.urlopen(server.url + path, timeout=30) as response:
+            assert response.status == 200
+    assert _call(server.url + "/samples.json")[0] == 404
+    assert _call(server.url + "/../setup.cfg")[0] == 404
+
+
+def test_samples_from_data(exported, tmp_path):
+    from conftest import write_npz
+
+    with Running(model_dir=exported[0], data_path=write_npz(tmp_path / "m.npz")) as running:
+        code, samples = _call(running.url + "/samples.json")
+    assert code == 200 and sorted({s["label"] for s in samples}) == list(range(10))
+    assert base64.b64decode(samples[0]["png"]).startswith(b"\x89PNG")
+
+
+def test_forwarding_to_tf_serving(server):
+    with Running(tf_serving=server.url + "/") as front:
+        assert _call(front.url + "/v1/models/mnist_sum") == _call(server.url + "/v1/models/mnist_sum")
+        body = serving.build_request(IMAGES, NUMBERS)
+        assert _call(front.url + PREDICT, body) == _call(server.url + PREDICT, body)
+        assert _call(front.url + "/v1/models/x:predict", body)[0] == 404
+        with urllib.request.urlopen(front.url + "/", timeout=30) as response:
+            assert response.status == 200
+    with Running(tf_serving="http://127.0.0.1:9") as front:   # Nothing listens there.
+        code, answer = _call(front.url + PREDICT, body)
+        assert code == 502 and "unreachable" in answer["error"]
+
+
+def test_serve_script_starts_answers_and_stops_on_ctrl_c(exported):
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "scripts", "serve.py"), "--model", exported[0],
+         "--port", "0", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # SIGINT back to its default, as in a terminal (a shell's background jobs ignore it).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    watchdog = threading.Timer(120, process.kill)   # Bounds every wait below.
+    watchdog.start()
+    try:
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("Page: "):
+                break
+        url = re.search(r"http://[\d.]+:\d+", lines[-1]).group(0)
+        assert url.startswith("http://127.0.0.1:")   # Loopback unless told otherwise.
+        assert _call(url + "/v1/models/mnist_sum")[0] == 200
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        watchdog.cancel()
+        process.kill()
+    assert process.returncode == 0, err
+    assert "Stopped." in out and "Traceback" not in err
+
+
+def test_serve_script_refuses_a_folder_without_a_model(tmp_path):
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "serve.py"),
+                             "--model", str(tmp_path), "--port", "0"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "No SavedModel version folder" in result.stderr
