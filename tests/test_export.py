@@ -109,7 +109,6 @@ def test_failed_export_leaves_no_version(tmp_path, monkeypatch):
 def test_warmup_file_parses_and_replays(exported):
     from tensorflow_serving.apis import prediction_log_pb2
     _, _, path = exported
-    serve = _serve(path)
     loaded = tf.saved_model.load(path)
     records = list(tf.data.TFRecordDataset(os.path.join(path, export.WARMUP_FILE)))
     # One request per batch size and signature: both are warm when serving starts.

@@ -1,0 +1,117 @@
+"""The drawing page in a real headless Chromium (Debian's chromium + chromium-driver), via Selenium.
+
+Draws digits on the canvas with pointer strokes, picks a number, and reads the
+answer the page shows from the released model behind `scripts/serve.py`'s
+server; then stops the server and checks the page says so. Marked `browser`:
+`pytest -m "not browser"` skips these, CI runs them (.ci/run installs Chromium).
+"""
+
+import os
+import shutil
+
+import pytest
+
+from conftest import ROOT
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+RELEASED = os.path.join(ROOT, "saved_models", "mnist_sum")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
+                       reason="needs Debian's chromium and chromium-driver"),
+    pytest.mark.skipif(not os.path.isdir(os.path.join(RELEASED, "1")),
+                       reason="needs the released model"),
+]
+WAIT_SECONDS = 60   # Every wait on the page is bounded by this.
+# Strokes as fractions of the canvas side: a 1 (one downstroke) and a 7.
+ONE = [(0.5, 0.15), (0.5, 0.5), (0.5, 0.85)]
+SEVEN = [(0.28, 0.22), (0.5, 0.22), (0.72, 0.22), (0.62, 0.5), (0.52, 0.8)]
+
+
+@pytest.fixture
+def server():
+    from test_server import Running
+
+    with Running(model_dir=RELEASED) as running:
+        yield running
+
+
+@pytest.fixture
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     "--window-size=390,1000"):   # A phone-sized window.
+        options.add_argument(argument)
+    # The driver's path given: Selenium never tries to download one.
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(WAIT_SECONDS)
+    driver.set_script_timeout(WAIT_SECONDS)
+    yield driver
+    driver.quit()
+
+
+def _draw(driver, points):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    canvas = driver.find_element(By.ID, "canvas")
+    width, height = canvas.rect["width"], canvas.rect["height"]
+    offsets = [(int(fx * width - width / 2), int(fy * height - height / 2))
+               for fx, fy in points]
+    actions = ActionChains(driver, duration=20)
+    actions.move_to_element_with_offset(canvas, *offsets[0]).click_and_hold()
+    for (x0, y0), (x1, y1) in zip(offsets, offsets[1:]):
+        actions.move_by_offset(x1 - x0, y1 - y0)
+    actions.release().perform()
+
+
+def _answer_after(driver, action):
+    """Runs `action`, then waits for a new answer or error; returns (answer, error)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    answer = driver.find_element(By.ID, "answer")
+    driver.execute_script("arguments[0].textContent = ''", answer)
+    action()
+    WebDriverWait(driver, WAIT_SECONDS).until(lambda d: answer.text)
+    error = driver.find_element(By.ID, "error")
+    return answer.text, (error.text if error.is_displayed() else "")
+
+
+def test_drawn_digits_get_digit_and_sum(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    browser.get(server.url + "/")
+    # Phone-sized: nothing wider than the window, the canvas inside it.
+    assert browser.execute_script(
+        "return document.documentElement.scrollWidth <= window.innerWidth")
+    assert browser.find_element(By.ID, "canvas").rect["width"] <= 390
+
+    pick = lambda n: browser.find_element(By.CSS_SELECTOR, f"#numbers button[data-number='{n}']")
+    pick(3).click()
+    assert _answer_after(browser, lambda: _draw(browser, ONE)) == ("digit 1 + 3 = sum 4", "")
+    browser.find_element(By.ID, "clear").click()
+    pick(5).click()
+    assert _answer_after(browser, lambda: _draw(browser, SEVEN)) == ("digit 7 + 5 = sum 12", "")
+    # Picking another number asks again for the same drawing.
+    assert _answer_after(browser, lambda: pick(9).click()) == ("digit 7 + 9 = sum 16", "")
+    bars = browser.find_elements(By.CSS_SELECTOR, "#sum-bars li")
+    assert len(bars) == 3 and bars[0].text.startswith("16")
+    browser.save_screenshot(str(tmp_path / "page.png"))
+    assert (tmp_path / "page.png").stat().st_size > 10_000
+
+
+def test_page_says_when_the_server_is_down(server, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.get(server.url + "/")
+    server.server.shutdown()
+    server.server.server_close()
+    answer, error = _answer_after(browser, lambda: _draw(browser, ONE))
+    assert answer == "No answer."
+    assert "Cannot reach the model server" in error
+    assert browser.find_element(By.ID, "error").is_displayed()
