@@ -115,3 +115,19 @@ def test_page_says_when_the_server_is_down(server, browser):
     assert answer == "No answer."
     assert "Cannot reach the model server" in error
     assert browser.find_element(By.ID, "error").is_displayed()
+
+
+@pytest.mark.skipif(not os.environ.get("MNIST_SUM_DATA"), reason="needs $MNIST_SUM_DATA")
+def test_clicking_an_mnist_sample_loads_it(browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    from test_server import Running
+
+    with Running(model_dir=RELEASED, data_path=os.environ["MNIST_SUM_DATA"]) as server:
+        browser.get(server.url + "/")
+        samples = WebDriverWait(browser, WAIT_SECONDS).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, "#samples img"))
+        assert len(samples) == 10
+        three = next(s for s in samples if s.get_attribute("alt").endswith("(a 3)"))
+        browser.find_element(By.CSS_SELECTOR, "#numbers button[data-number='4']").click()
+        assert _answer_after(browser, three.click) == ("digit 3 + 4 = sum 7", "")
