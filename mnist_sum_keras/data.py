@@ -161,6 +161,13 @@ def make_dataset(images, digits, *, batch_size, training, seed):
     # multi-worker strategy each worker takes its share of the elements.
     options.experimental_distribute.auto_shard_policy = (
         tf.data.experimental.AutoShardPolicy.DATA)
+    # No autotuning: Keras makes a new iterator every epoch and validation
+    # pass, and destroying one whose autotune thread sleeps out its period
+    # stalled training for 10-20 s at 0% CPU every few epochs (a native stack
+    # showed ~RootDataset::Iterator waiting on it). Without it the parallel map
+    # uses one thread per core and prefetch keeps one batch ready, which keeps
+    # this pipeline far ahead of training (bench/); the batches are the same.
+    options.autotune.enabled = False
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 

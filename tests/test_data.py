@@ -159,3 +159,11 @@ def test_failed_download_says_how_to_use_a_local_file(monkeypatch):
     monkeypatch.setattr(data.keras.datasets.mnist, "load_data", offline)
     with pytest.raises(data.DataError, match=f"--data PATH.*{DATA_ENV_VAR}"):
         data.load_mnist()
+
+
+def test_pipelines_do_not_autotune():
+    # Autotuning stalled training for seconds each epoch (see make_dataset).
+    images, digits = np.zeros((4, 28, 28), np.uint8), np.zeros(4, np.uint8)
+    for training in (True, False):
+        ds = data.make_dataset(images, digits, batch_size=2, training=training, seed=0)
+        assert ds.options().autotune.enabled is False
