@@ -25,6 +25,10 @@ class Config:
         warmup_epochs: Epochs of linear warm-up from 0 to `learning_rate`.
         optimizer: "adamw", or "sgd" (Nesterov momentum 0.9).
         weight_decay: Decoupled weight decay (scaled by the learning rate).
+        ema_momentum: Momentum of an exponential moving average of the weights
+            (the optimizer's `use_ema`), which is then what is validated,
+            checkpointed and released (`keras.callbacks.SwapEMAWeights`);
+            0 trains without one. Its horizon is about 1 / (1 - momentum) steps.
         seed: Seeds weights, shuffling, training numbers and augmentation;
             evaluation numbers use `seed` too, so held-out pairs never change.
         validation_size: Images held out from the end of the training split for
@@ -56,6 +60,7 @@ class Config:
     warmup_epochs: float = 1.0
     optimizer: str = "adamw"
     weight_decay: float = 1e-4
+    ema_momentum: float = 0.0
     seed: int = 1
     validation_size: int = 5000
     conv_filters: tuple = (16, 32, 64)
@@ -88,6 +93,9 @@ class Config:
             )
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1). Received: dropout={self.dropout}")
+        if not 0 <= self.ema_momentum < 1:
+            raise ValueError("ema_momentum must be in [0, 1). "
+                             f"Received: ema_momentum={self.ema_momentum}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}. "
                              f"Received: optimizer={self.optimizer!r}")

@@ -168,11 +168,14 @@ def compile_model(model, config, steps_per_epoch):
         warmup_target=config.learning_rate,
         warmup_steps=warmup_steps,
     )
+    ema = ({"use_ema": True, "ema_momentum": config.ema_momentum}
+           if config.ema_momentum else {})
     if config.optimizer == "sgd":
         optimizer = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True,
-                                         weight_decay=config.weight_decay)
+                                         weight_decay=config.weight_decay, **ema)
     else:
-        optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay,
+                                           **ema)
     model.compile(
         optimizer=optimizer,
         loss={"digit": "sparse_categorical_crossentropy",

@@ -81,6 +81,10 @@ def train(config, work_dir, datasets=None, verbose="auto", strategy=None):
         # Saves the state after every epoch; deleted when training completes.
         keras.callbacks.BackupAndRestore(os.path.join(work_dir, "backup")),
     ]
+    if config.ema_momentum:
+        # First: the averaged weights are in the model while the callbacks
+        # after it validate and checkpoint, and swapped back for training.
+        callbacks.insert(0, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     # shuffle=False: the pipeline reshuffles itself every epoch.
     history = model.fit(train_ds, epochs=config.epochs, validation_data=val_ds,
                         callbacks=callbacks, verbose=verbose, shuffle=False)

@@ -80,3 +80,25 @@ def test_script_malformed_data_file_fails_clearly(tmp_path):
 def test_script_rejects_bad_option_values(tmp_path):
     result = _script("--epochs", "0", "--output-dir", str(tmp_path / "out"))
     assert result.returncode != 0 and "epochs must be a positive integer" in result.stderr
+
+
+def test_ema_weights_are_the_ones_released(tiny_config, tiny_datasets, tmp_path):
+    import dataclasses
+
+    from mnist_sum_keras.model import build_model
+    from mnist_sum_keras.train import train
+
+    keras.utils.set_random_seed(tiny_config.seed)
+    initial = [w.numpy() for w in build_model(tiny_config).trainable_weights]
+
+    def trained(ema_momentum):
+        config = dataclasses.replace(tiny_config, epochs=1, ema_momentum=ema_momentum)
+        model, _ = train(config, str(tmp_path / str(ema_momentum)), datasets=tiny_datasets,
+                         verbose=0)
+        return [w.numpy() for w in model.trainable_weights]
+
+    # An average with a horizon of a million steps has barely left the start;
+    # the raw weights of the same run have moved.
+    moved = lambda weights: max(np.abs(a - b).max() for a, b in zip(weights, initial))
+    assert moved(trained(0.999999)) < 1e-4
+    assert moved(trained(0.0)) > 1e-2
