@@ -76,7 +76,7 @@ def check_images(images):
                      | (images < 0) | (images > MAX_PIXEL)]
         if bad.size:
             raise ValueError(refusal(IMAGE_VALUE_RULE,
-                                     f"a pixel of {bad.flat[0]!r} (dtype={images.dtype})"))
+                                     f"a pixel of {bad.flat[0].item()!r} (dtype={images.dtype})"))
     return images.astype(np.uint8)
 
 
@@ -138,36 +138,60 @@ def _assert(condition, rule, received_name, received):
                                summarize=8)
 
 
-def graph_batch_checks(items, items_name, number, item_shape, shape_rule):
-    """Assert ops: `items` and `number` shapes, a non-empty batch, equal batches.
+def _first(shape):
+    """shape[0], or 0 for a scalar: an op that cannot fail on any shape."""
+    import tensorflow as tf
+
+    return tf.concat([shape, [0]], axis=0)[0]
+
+
+def guarded(items, items_name, number, item_shape, shape_rule, answer, output_specs):
+    """Runs `answer()` only for inputs that keep the batch rules; refuses others.
+
+    The rules: `items` of shape [batch, *item_shape], `number` of shape
+    [batch], the same non-empty batch. A refusal is InvalidArgument (HTTP 400
+    from TF Serving) with the rule's message. The model sits in the taken
+    branch of a `tf.cond`, so it never sees a refused input: the graph
+    optimiser plans the model for the declared shapes (it folds shape ops and
+    drops reshapes it deems no-ops), and a wrong-rank input reaching it would
+    fail there with an obscure message, in a race with the check's.
 
     Args:
         items: the first input (`image` or `image_bytes`) as fed.
-        items_name: its name, for the empty-batch message.
+        items_name: its name, for the messages.
         number: the `number` input as fed.
-        item_shape: the shape of one item (a tuple). Only that: the graph
-            optimiser plans the graph for the declared shape (it drops a
-            reshape it deems a no-op), so nothing else may reach the model.
+        item_shape: the shape of one item (a tuple).
         shape_rule: the message for a wrong shape of `items`.
+        answer: a function returning the outputs (a dict) for valid inputs.
+        output_specs: `{name: tf.TensorSpec}` of those outputs, batch first.
 
     Returns:
-        A list of assert ops to run before the model (InvalidArgument, which
-        TF Serving returns as HTTP 400).
+        `answer()`'s outputs.
     """
     import tensorflow as tf
 
     items_shape, number_shape = _runtime_shape(items), _runtime_shape(number)
-    checks = [
-        _assert(_shape_is(items_shape, item_shape), shape_rule, "shape", items_shape),
-        _assert(_shape_is(number_shape, ()), NUMBER_SHAPE_RULE, "shape", number_shape),
+    batch, numbers = _first(items_shape), _first(number_shape)
+    rules = [
+        (_shape_is(items_shape, item_shape), shape_rule, "shape", items_shape),
+        (_shape_is(number_shape, ()), NUMBER_SHAPE_RULE, "shape", number_shape),
+        (batch > 0, EMPTY_RULE, f"{items_name} shape", items_shape),
+        (tf.equal(batch, numbers), BATCH_RULE, f"{items_name} and number shapes",
+         tf.stack([batch, numbers])),
     ]
-    with tf.control_dependencies(checks):
-        batch = tf.shape(items)[0]
-        checks.append(_assert(batch > 0, EMPTY_RULE, f"{items_name} shape", items_shape))
-        checks.append(_assert(tf.equal(batch, tf.shape(number)[0]), BATCH_RULE,
-                              f"{items_name} and number shapes",
-                              tf.stack([batch, tf.shape(number)[0]])))
-    return checks
+    ok = tf.reduce_all(tf.stack([rule[0] for rule in rules]))
+
+    def refuse():
+        # The first broken rule raises; the zeros only give the branch a structure.
+        checks = []
+        for rule in rules:
+            with tf.control_dependencies(checks):
+                checks.append(_assert(*rule))
+        with tf.control_dependencies(checks):
+            return {name: tf.zeros([0, *spec.shape[1:]], spec.dtype)
+                    for name, spec in output_specs.items()}
+
+    return tf.cond(ok, answer, refuse)
 
 
 def graph_value_check(values, name, maximum, rule):

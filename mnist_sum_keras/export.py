@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from mnist_sum_keras import contract
-from mnist_sum_keras.config import IMAGE_SHAPE, MODEL_NAME, NUM_DIGITS
+from mnist_sum_keras.config import IMAGE_SHAPE, MODEL_NAME, NUM_DIGITS, NUM_SUMS
 from mnist_sum_keras.predict import images_from_bytes
 
 # Where TF Serving looks for warm-up requests inside a version folder.
@@ -24,6 +24,10 @@ WARMUP_BATCH_SIZES = (1, 100)
 IMAGE_SPEC = tf.TensorSpec([None, *IMAGE_SHAPE], tf.uint8, name="image")
 NUMBER_SPEC = tf.TensorSpec([None], tf.int32, name="number")
 IMAGE_BYTES_SPEC = tf.TensorSpec([None], tf.string, name="image_bytes")
+OUTPUT_SPECS = {"digit": tf.TensorSpec([None], tf.int64),
+                "sum": tf.TensorSpec([None], tf.int64),
+                "digit_probabilities": tf.TensorSpec([None, NUM_DIGITS], tf.float32),
+                "sum_probabilities": tf.TensorSpec([None, NUM_SUMS], tf.float32)}
 
 
 def existing_versions(base_dir):
@@ -56,18 +60,15 @@ def _serving_functions(model):
     @tf.function(input_signature=[IMAGE_SPEC, NUMBER_SPEC])
     def serve(image, number):
         # Serving does not enforce the declared shapes: check what was sent.
-        checks = contract.graph_batch_checks(
-            image, "image", number, IMAGE_SHAPE, contract.IMAGE_SHAPE_RULE)
-        with tf.control_dependencies(checks):
-            return _answer(model, image, number)
+        return contract.guarded(image, "image", number, IMAGE_SHAPE,
+                                contract.IMAGE_SHAPE_RULE,
+                                lambda: _answer(model, image, number), OUTPUT_SPECS)
 
     @tf.function(input_signature=[IMAGE_BYTES_SPEC, NUMBER_SPEC])
     def predict_image(image_bytes, number):
-        checks = contract.graph_batch_checks(
-            image_bytes, "image_bytes", number, (), contract.IMAGE_BYTES_SHAPE_RULE)
-        with tf.control_dependencies(checks):
-            images = images_from_bytes(image_bytes)
-        return _answer(model, images, number)
+        return contract.guarded(
+            image_bytes, "image_bytes", number, (), contract.IMAGE_BYTES_SHAPE_RULE,
+            lambda: _answer(model, images_from_bytes(image_bytes), number), OUTPUT_SPECS)
 
     return {contract.SIGNATURE_KEY: serve, contract.PREDICT_IMAGE_KEY: predict_image}
 

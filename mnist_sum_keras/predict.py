@@ -6,6 +6,7 @@ same functions eagerly, so a photo gives the same 28x28 input either way.
 """
 
 import os
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -200,7 +201,10 @@ def error_text(error):
     lines = [line.strip() for line in error.message.splitlines()]
     for line in lines:
         if line.startswith("assertion failed:"):
-            return line[len("assertion failed:"):].strip()
+            # "[<rule>. Received: x=] [10]" -> "<rule>. Received: x=[10]"
+            text = line[len("assertion failed:"):].strip()
+            return re.sub(r"^\[(.*Received: [^\]]*?)\] ?",
+                          lambda m: m[1] if m[1].endswith("=") else m[1] + " ", text)
     return next((line for line in lines if line and not line.startswith(noise)),
                 error.message)
 
