@@ -46,6 +46,13 @@ def refusal(rule, received):
     return f"{rule}. Received: {received}"
 
 
+def _array(value, shape_rule, dtype=None):
+    try:
+        return np.asarray(value, dtype=dtype)
+    except ValueError:   # NumPy refuses ragged nested lists.
+        raise ValueError(refusal(shape_rule, "a ragged nested list")) from None
+
+
 def _is_number_array(array):
     return (np.issubdtype(array.dtype, np.integer)
             or np.issubdtype(array.dtype, np.floating)) and array.dtype != np.bool_
@@ -63,7 +70,7 @@ def check_images(images):
     Raises:
         ValueError: naming the input, what is expected and what was received.
     """
-    images = np.asarray(images)
+    images = _array(images, IMAGE_SHAPE_RULE)
     shape = tuple(images.shape)
     if images.ndim != 3 or shape[1:] != IMAGE_SHAPE:
         raise ValueError(refusal(IMAGE_SHAPE_RULE, f"shape={shape}"))
@@ -92,7 +99,7 @@ def check_numbers(numbers, count):
     Raises:
         ValueError: naming the input and the value received.
     """
-    array = np.asarray(numbers, dtype=object)
+    array = _array(numbers, NUMBER_SHAPE_RULE, dtype=object)
     if array.ndim != 1:
         raise ValueError(refusal(NUMBER_SHAPE_RULE, f"shape={array.shape}"))
     if len(array) not in (1, count):

@@ -166,6 +166,7 @@ def test_decompression_bomb_is_refused(tmp_path):
     ([1, 2], 3, "one per image \\(3\\). Received: 2"),
     ([True], 1, "number=True"),
     ([3.0], 1, "number=3.0"),
+    ([[1], [2, 3]], 2, "shape \\[batch\\]. Received: a ragged nested list"),
 ])
 def test_check_numbers_refuses(numbers, count, match):
     with pytest.raises(ValueError, match=match):
@@ -188,6 +189,7 @@ def test_check_numbers_broadcasts_one_number():
     (np.full((2, 28, 28), np.nan), "integers in 0..255.*nan"),
     (np.full((2, 28, 28), 300), "integers in 0..255.*300"),
     (np.zeros((2, 28, 28), bool), "integers in 0..255.*bool"),
+    ([[[0] * 28] * 28, [[0] * 28] * 27], r"\[batch, 28, 28\]. Received: a ragged nested list"),
     (np.full((2, 28, 28), "7"), "integers in 0..255.*<U1"),
 ])
 def test_check_images_refuses(images, match):
