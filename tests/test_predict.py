@@ -166,7 +166,7 @@ def test_decompression_bomb_is_refused(tmp_path):
     ([1, 2], 3, "one per image \\(3\\). Received: 2"),
     ([True], 1, "number=True"),
     ([3.0], 1, "number=3.0"),
-    ([[1], [2, 3]], 2, "shape \\[batch\\]. Received: a ragged nested list"),
+    ([[1], [2, 3]], 2, r"number=\[1\]"),
 ])
 def test_check_numbers_refuses(numbers, count, match):
     with pytest.raises(ValueError, match=match):
