@@ -109,12 +109,16 @@ def test_page_says_when_the_server_is_down(server, browser):
     from selenium.webdriver.common.by import By
 
     browser.get(server.url + "/")
+    assert _answer_after(browser, lambda: _draw(browser, SEVEN))[1] == ""
+    assert browser.find_elements(By.CSS_SELECTOR, "#sum-bars li")
     server.server.shutdown()
     server.server.server_close()
     answer, error = _answer_after(browser, lambda: _draw(browser, ONE))
     assert answer == "No answer."
     assert "Cannot reach the model server" in error
     assert browser.find_element(By.ID, "error").is_displayed()
+    # The earlier answer's bars are gone: nothing stale beside the error.
+    assert browser.find_elements(By.CSS_SELECTOR, "#sum-bars li") == []
 
 
 @pytest.mark.skipif(not os.environ.get("MNIST_SUM_DATA"), reason="needs $MNIST_SUM_DATA")

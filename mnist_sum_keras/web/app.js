@@ -18,7 +18,7 @@ function clearCanvas() {
   drawn = false;
   answer.textContent = "Draw a digit.";
   errorBox.hidden = true;
-  for (const id of ["digit-bars", "sum-bars"]) document.getElementById(id).replaceChildren();
+  clearBars();
 }
 
 function point(event) {
@@ -76,10 +76,15 @@ function schedule(delay) {
   pending = setTimeout(predict, delay);
 }
 
+function clearBars() {
+  for (const id of ["digit-bars", "sum-bars"]) document.getElementById(id).replaceChildren();
+}
+
 function showError(message) {
   errorBox.textContent = message;
   errorBox.hidden = false;
   answer.textContent = "No answer.";
+  clearBars();   // No stale bars of an earlier answer beside the error.
 }
 
 async function predict() {
@@ -95,7 +100,7 @@ async function predict() {
     reply = await response.json();
   } catch (e) {
     if (id === requestId) {
-      showError("Cannot reach the model server (" + e.message + "). Is `python scripts/serve.py` running?");
+      showError("Cannot reach the model server (" + e.message + "). Is \"python scripts/serve.py\" running?");
     }
     return;
   }
