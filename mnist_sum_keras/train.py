@@ -36,7 +36,7 @@ def load_datasets(config):
     return {"train": train, "validation": validation, "test": test}
 
 
-def train(config, work_dir, datasets=None, verbose="auto", strategy=None):
+def train(config, work_dir, datasets=None, verbose="auto", strategy=None, callbacks=()):
     """Trains a fresh model; an interrupted call resumes when called again.
 
     Args:
@@ -49,6 +49,8 @@ def train(config, work_dir, datasets=None, verbose="auto", strategy=None):
         verbose: Keras `fit` verbosity ("auto", 0, 1 or 2).
         strategy: a `tf.distribute` strategy (see `distribute.make_strategy`);
             None trains on one device. `config.batch_size` is per replica.
+        callbacks: more Keras callbacks for `fit` (e.g. a benchmark's timer),
+            run after the package's own.
 
     Returns:
         `(model, history)`: the model restored to its best validation epoch
@@ -75,7 +77,7 @@ def train(config, work_dir, datasets=None, verbose="auto", strategy=None):
     os.makedirs(work_dir, exist_ok=True)
     best_path = os.path.join(work_dir, BEST_CHECKPOINT)
     monitor = "val_loss" if has_validation else "loss"
-    callbacks = [
+    own = [
         keras.callbacks.ModelCheckpoint(best_path, monitor=monitor, save_best_only=True),
         keras.callbacks.CSVLogger(os.path.join(work_dir, HISTORY_CSV), append=True),
         # Saves the state after every epoch; deleted when training completes.
@@ -84,10 +86,11 @@ def train(config, work_dir, datasets=None, verbose="auto", strategy=None):
     if config.ema_momentum:
         # First: the averaged weights are in the model while the callbacks
         # after it validate and checkpoint, and swapped back for training.
-        callbacks.insert(0, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+        own.insert(0, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     # shuffle=False: the pipeline reshuffles itself every epoch.
     history = model.fit(train_ds, epochs=config.epochs, validation_data=val_ds,
-                        callbacks=callbacks, verbose=verbose, shuffle=False)
+                        callbacks=own + list(callbacks), verbose=verbose,
+                        shuffle=False)
     best = latest_checkpoint(work_dir)
     if best:
         model.load_weights(best)

@@ -17,7 +17,7 @@ def test_bench_quick(tmp_path):
     output = tmp_path / "results.json"
     result = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--output", str(output),
-         "--work-dir", str(tmp_path / "work")],
+         "--work-dir", str(tmp_path / "work"), "--plot", str(tmp_path / "tta.png")],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads(output.read_text())
@@ -34,6 +34,13 @@ def test_bench_quick(tmp_path):
     assert set(results["serving"]) == {"served", "keras_predict", "keras_call"}
     assert results["exhaustive_eval"]["pairs"] == 1000
     assert "1. Time to accuracy" in result.stdout
+    timing = results["time_to_accuracy"]
+    assert set(timing["curves"]) == {"ours", "reference", "seed000"}
+    for points in timing["curves"].values():
+        assert set(points[0]) == {"epoch", "train_seconds", "digit_accuracy", "sum_accuracy"}
+        assert all(0 <= p["sum_accuracy"] <= 1 for p in points)
+    assert set(timing["short_schedule"]) >= {"epochs", "train_seconds", "sum_accuracy"}
+    assert (tmp_path / "tta.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_flop_count_of_a_known_model():
