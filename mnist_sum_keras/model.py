@@ -31,7 +31,7 @@ class FusedBatchNormalization(layers.BatchNormalization):
     Keras 3's TensorFlow backend normalises with about ten elementwise ops
     (`tf.nn.moments` + `tf.nn.batch_normalization`); profiles of a training
     step (`python -m bench.profile --keras-batch-norm`) showed them taking
-    30-40% of the op time of this network on a CPU, more than the
+    30-45% of the op time of this network on a CPU, more than the
     convolutions' forward passes (about 10% fused: `python -m bench.profile`).
     `tf.compat.v1.nn.fused_batch_norm` does the same in one fused kernel (and
     its gradient in another). Same variables, same config and the same
