@@ -151,15 +151,18 @@ def to_mnist(pixels):
     return out
 
 
+def read_image(image_bytes):
+    """One encoded image (a string scalar) -> MNIST-style uint8 (28, 28)."""
+    return to_mnist(decode(image_bytes))
+
+
 def images_from_bytes(image_bytes):
     """Encoded images (string [batch]) -> MNIST-style uint8 (batch, 28, 28)."""
-    return tf.map_fn(lambda b: to_mnist(decode(b)), image_bytes,
+    return tf.map_fn(read_image, image_bytes,
                      fn_output_signature=tf.TensorSpec(IMAGE_SHAPE, tf.uint8))
 
 
-@tf.function(input_signature=[tf.TensorSpec([], tf.string)])
-def _from_bytes(image_bytes):
-    return to_mnist(decode(image_bytes))
+_from_bytes = tf.function(read_image, input_signature=[tf.TensorSpec([], tf.string)])
 
 
 @tf.function(input_signature=[tf.TensorSpec([None, None, None], tf.uint8)])

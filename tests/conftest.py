@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import threading
 import struct
 import zlib
 
@@ -37,6 +38,26 @@ def write_npz(path, train=200, test=50, **overrides):
     arrays.update(overrides)
     np.savez(path, **arrays)
     return str(path)
+
+
+class Running:
+    """`mnist_sum_keras.server` on a free loopback port, in a thread, stopped on exit."""
+
+    def __init__(self, **kwargs):
+        from mnist_sum_keras.server import make_server   # Imports TensorFlow.
+
+        self.server = make_server(host="127.0.0.1", port=0, log=False, **kwargs)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
 
 
 def png_claiming(width, height):

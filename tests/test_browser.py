@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, Running
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 RELEASED = os.path.join(ROOT, "saved_models", "mnist_sum")
@@ -30,8 +30,6 @@ SEVEN = [(0.28, 0.22), (0.5, 0.22), (0.72, 0.22), (0.62, 0.5), (0.52, 0.8)]
 
 @pytest.fixture
 def server():
-    from test_server import Running
-
     with Running(model_dir=RELEASED) as running:
         yield running
 
@@ -125,7 +123,6 @@ def test_page_says_when_the_server_is_down(server, browser):
 def test_clicking_an_mnist_sample_loads_it(browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
-    from test_server import Running
 
     with Running(model_dir=RELEASED, data_path=os.environ["MNIST_SUM_DATA"]) as server:
         browser.get(server.url + "/")

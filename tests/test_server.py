@@ -23,12 +23,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import ROOT, synthetic_digits
+from conftest import ROOT, Running, synthetic_digits
 from mnist_sum_keras import contract, serving
 from mnist_sum_keras.config import Config
 from mnist_sum_keras.export import export_saved_model
 from mnist_sum_keras.model import build_model
-from mnist_sum_keras.server import make_server
 
 
 @pytest.fixture(scope="module")
@@ -38,24 +37,6 @@ def exported(tmp_path_factory):
     base = str(tmp_path_factory.mktemp("serve") / "mnist_sum")
     export_saved_model(model, base)
     return base, tf.saved_model.load(os.path.join(base, "1")).signatures
-
-
-class Running:
-    """A server on a free loopback port, in a thread, stopped on exit."""
-
-    def __init__(self, **kwargs):
-        self.server = make_server(host="127.0.0.1", port=0, log=False, **kwargs)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
