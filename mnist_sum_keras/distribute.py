@@ -1,5 +1,6 @@
 """tf.distribute strategies: one device, several local devices, several machines."""
 
+import contextlib
 import os
 
 import tensorflow as tf
@@ -14,21 +15,72 @@ def make_strategy(name, devices=None):
         name: "default" (one device), "mirrored" (`MirroredStrategy` over all
             local GPUs, or `devices`) or "multi-worker"
             (`MultiWorkerMirroredStrategy`, cluster read from `TF_CONFIG`).
-        devices: device names for "mirrored", e.g. ["/gpu:0", "/gpu:1"].
+        devices: device names for "mirrored", e.g. ["/gpu:0", "/gpu:1"]. CPUs
+            named beyond the machine's one are made by splitting it into
+            logical devices (["/cpu:0", "/cpu:1"]: two replicas on one CPU,
+            to try distribution without GPUs).
 
     Raises:
         ValueError: an unknown name, or "multi-worker" without `TF_CONFIG`.
+        UntestedKerasError: "multi-worker" with a Keras version that
+            `multi_worker_shim` was not tested on.
     """
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
+        if devices and all(_is_cpu(d) for d in devices):
+            _split_cpu(len(devices))
         return tf.distribute.MirroredStrategy(devices=devices or None)
     if name == "multi-worker":
         if not os.environ.get("TF_CONFIG"):
             raise ValueError("--strategy multi-worker reads the cluster from the TF_CONFIG "
                              "environment variable, which is not set")
+        # Refuses before any work when the shim that fit needs is untested here.
+        from mnist_sum_keras.multi_worker_shim import check_keras_version
+        check_keras_version()
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"strategy must be one of {STRATEGIES}. Received: strategy={name!r}")
+
+
+def _is_cpu(device):
+    return tf.DeviceSpec.from_string(device).device_type in ("CPU", "cpu")
+
+
+def _split_cpu(count):
+    """Makes `count` logical CPU devices (before TensorFlow starts its devices)."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    if len(tf.config.get_logical_device_configuration(cpu) or [cpu]) >= count:
+        return
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(count)])
+    except RuntimeError as e:  # TensorFlow's devices are already initialised.
+        raise ValueError(f"cannot split the CPU into {count} logical devices for "
+                         f"--devices after TensorFlow has started: {e}") from e
+
+
+# Batch-norm moving statistics (Keras names them so) are not trainable, so no
+# gradient all-reduce touches them: each replica would keep the statistics of
+# its own share of the batches, and workers would end with different models.
+MOVING_STATISTICS = ("moving_mean", "moving_variance")
+
+
+@contextlib.contextmanager
+def replica_mean_moving_statistics():
+    """Variables made inside average their updates over replicas.
+
+    Batch-norm moving statistics created in this scope get the MEAN
+    aggregation (what Keras 2 gave them), so that every assignment in a
+    replica is averaged across all replicas, on every worker: all replicas keep
+    the same statistics. Without a strategy, the aggregation changes nothing.
+    """
+    def creator(next_creator, **kwargs):
+        if kwargs.get("name") in MOVING_STATISTICS and not kwargs.get("trainable", True):
+            kwargs["aggregation"] = tf.VariableAggregation.MEAN
+        return next_creator(**kwargs)
+
+    with tf.variable_creator_scope(creator):
+        yield
 
 
 def is_chief(strategy):

@@ -15,9 +15,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mnist_sum_keras import data
+from mnist_sum_keras import data, multi_worker_shim
 from mnist_sum_keras.config import MODEL_NAME
-from mnist_sum_keras.distribute import is_chief
+from mnist_sum_keras.distribute import is_chief, replica_mean_moving_statistics
 from mnist_sum_keras.evaluate import evaluate
 from mnist_sum_keras.export import export_saved_model, next_version
 from mnist_sum_keras.files import write_atomically, write_json_atomically
@@ -71,8 +71,9 @@ def train(config, work_dir, datasets=None, verbose="auto", strategy=None, callba
     val_ds = (data.make_dataset(*validation, batch_size=1000, training=False,
                                 seed=config.seed) if has_validation else None)
     steps_per_epoch = math.ceil(len(train_images) / global_batch)
-    with strategy.scope():
+    with strategy.scope(), replica_mean_moving_statistics():
         model = compile_model(build_model(config), config, steps_per_epoch)
+    multi_worker_shim.apply(model, strategy)  # Only under MultiWorkerMirroredStrategy.
 
     os.makedirs(work_dir, exist_ok=True)
     best_path = os.path.join(work_dir, BEST_CHECKPOINT)
@@ -125,6 +126,26 @@ def weights_digest(model):
     return digest.hexdigest()
 
 
+def _worker_dir(config, strategy):
+    """A non-chief worker's training folder, in the system's temporary folder.
+
+    The same for the same worker and output folder, so that a worker started
+    again after a failure finds its `BackupAndRestore` state there.
+    """
+    resolver = strategy.cluster_resolver
+    key = hashlib.sha256(os.path.abspath(config.output_dir).encode()).hexdigest()[:12]
+    return os.path.join(tempfile.gettempdir(),
+                        f"mnist_sum_{resolver.task_type}{resolver.task_id}_{key}")
+
+
+def _copy_outside_strategy(model, config):
+    """The same network and weights, built and compiled on the default strategy."""
+    with tf.distribute.get_strategy().scope():
+        copy = build_model(config)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def run(config, datasets=None, verbose="auto", strategy=None):
     """Trains, evaluates on all test pairs and releases a new model version.
 
@@ -137,8 +158,10 @@ def run(config, datasets=None, verbose="auto", strategy=None):
         datasets: as for `train`, plus `"test": (images, digits)`.
         verbose: Keras progress-bar verbosity.
         strategy: as for `train`. Only the chief worker evaluates and writes
-            the release; other workers train in a temporary folder, removed
-            at the end, and return `{"chief": False}`.
+            the release; other workers train in a folder of the system's
+            temporary folder (kept while training, so that a worker started
+            again resumes from its backup, and removed at the end) and return
+            `{"chief": False, "weights_sha256": ...}`.
 
     Returns:
         The metrics dict (test figures, timings, version and paths).
@@ -149,14 +172,16 @@ def run(config, datasets=None, verbose="auto", strategy=None):
     base_dir = os.path.join(config.output_dir, MODEL_NAME)
     strategy = strategy or tf.distribute.get_strategy()
     chief = is_chief(strategy)
-    work_dir = (os.path.join(base_dir, "training") if chief
-                else tempfile.mkdtemp(prefix="mnist_sum_worker_"))
-    try:
-        model, _ = train(config, work_dir, datasets=datasets, verbose=verbose,
-                         strategy=strategy)
-    finally:
-        if not chief:
-            shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir = os.path.join(base_dir, "training") if chief else _worker_dir(config, strategy)
+    model, _ = train(config, work_dir, datasets=datasets, verbose=verbose,
+                     strategy=strategy)
+    if not chief:  # Kept until here, so that a restarted worker resumes too.
+        shutil.rmtree(work_dir, ignore_errors=True)
+    if multi_worker_shim.is_multi_worker(strategy):
+        # Under MultiWorkerMirroredStrategy every predict or evaluate call is a
+        # collective that all workers must join; the chief alone evaluates and
+        # exports, so it does that on a copy of the weights outside the strategy.
+        model = _copy_outside_strategy(model, config)
     if not chief:
         return {"chief": False, "weights_sha256": weights_digest(model)}
     train_seconds = time.perf_counter() - start

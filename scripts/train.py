@@ -7,6 +7,7 @@ import sys
 from mnist_sum_keras.config import DATA_ENV_VAR, Config
 from mnist_sum_keras.data import DataError
 from mnist_sum_keras.distribute import STRATEGIES, make_strategy
+from mnist_sum_keras.multi_worker_shim import UntestedKerasError
 from mnist_sum_keras.train import run
 
 
@@ -43,7 +44,7 @@ def main(argv=None):
     try:
         config = dataclasses.replace(Config(), **args)
         metrics = run(config, verbose=verbose, strategy=make_strategy(strategy_name, devices))
-    except (DataError, ValueError) as e:
+    except (DataError, ValueError, UntestedKerasError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

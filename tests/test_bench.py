@@ -78,3 +78,19 @@ def test_op_time_by_kind_sums_step_ops_by_kind():
         {"conv backward": 0.75, "conv forward": 0.125, "batch-norm": 0.125})
     assert profile["op_seconds"] == pytest.approx(8e-3)
     assert next(iter(profile["top_ops"])) == "_MklNativeConv2DBackpropInput"
+
+
+@pytest.mark.skipif(not os.environ.get(DATA_ENV_VAR), reason=f"needs ${DATA_ENV_VAR}")
+def test_multi_worker_scaling_quick(tmp_path):
+    output = tmp_path / "results.json"
+    output.write_text(json.dumps({"machine": "kept"}))
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.multi_worker", "--quick", "--steps", "5",
+         "--output", str(output)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(output.read_text())
+    assert results["machine"] == "kept"  # The other parts stay.
+    scaling = results["multi_worker_scaling"]
+    assert scaling["one_process_two_threads_examples_per_s"] > 0
+    assert scaling["two_workers_one_thread_examples_per_s"] > 0
+    assert scaling["gradient_bytes_per_step"] > 0

@@ -1,38 +1,41 @@
-"""Training under tf.distribute: MirroredStrategy and MultiWorkerMirroredStrategy."""
+"""Training under tf.distribute: MirroredStrategy and MultiWorkerMirroredStrategy.
 
+The multi-worker tests start two `scripts/train.py` workers on 127.0.0.1 with
+free ports; every wait is bounded, so a hang fails the test instead of CI.
+"""
+
+import glob
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
 import pytest
-
-from conftest import write_npz
-from mnist_sum_keras.distribute import is_chief, make_strategy
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TRAIN = os.path.join(ROOT, "scripts", "train.py")
-TINY = ["--epochs", "1", "--batch-size", "16", "--validation-size", "40", "--verbose", "2"]
-
-# Runs scripts/train.py after splitting the CPU into two logical devices,
-# which must happen before TensorFlow touches a device.
-TWO_CPUS = """
-import runpy, sys
 import tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(
-    cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
+
+from conftest import ROOT, write_npz
+from mnist_sum_keras import multi_worker_shim
+from mnist_sum_keras.distribute import is_chief, make_strategy
+from mnist_sum_keras.model import IntegerCheck  # noqa: F401 (registers it for loading)
+
+TRAIN = os.path.join(ROOT, "scripts", "train.py")
+TINY = ["--batch-size", "16", "--validation-size", "40", "--verbose", "2"]
+TIMEOUT = 300  # Seconds any one multi-worker run may take before the test fails.
 
 
 def _digest(stdout):
     return re.search(r"Weights sha256 ([0-9a-f]{64})", stdout).group(1)
+
+
+@pytest.fixture
+def data(tmp_path):
+    return write_npz(tmp_path / "mnist.npz", train=400, test=30)
 
 
 def test_make_strategy_errors(monkeypatch):
@@ -44,18 +47,21 @@ def test_make_strategy_errors(monkeypatch):
     assert is_chief(make_strategy("default"))
 
 
-def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
-    data = write_npz(tmp_path / "mnist.npz", train=400, test=30)
-    out = tmp_path / "out"
+def _train_mirrored(data, out, epochs):
     result = subprocess.run(
-        [sys.executable, "-c", TWO_CPUS, TRAIN, "--data", data, "--output-dir", str(out),
-         "--strategy", "mirrored", "--devices", "/cpu:0", "/cpu:1", *TINY],
-        capture_output=True, text=True, timeout=600)
+        [sys.executable, TRAIN, "--data", data, "--output-dir", str(out),
+         "--strategy", "mirrored", "--devices", "/cpu:0", "/cpu:1", "--epochs", str(epochs),
+         *TINY], capture_output=True, text=True, timeout=TIMEOUT)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "on 2 replica(s)" in result.stdout
+    return result.stdout
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path, data):
+    stdout = _train_mirrored(data, tmp_path / "out", epochs=1)
+    assert "on 2 replica(s)" in stdout
     # 360 training images, 16 per replica x 2 replicas: 12 steps per epoch.
-    assert "12/12" in result.stdout
-    model = keras.models.load_model(out / "mnist_sum" / "v1.keras")
+    assert "12/12" in stdout
+    model = keras.models.load_model(tmp_path / "out" / "mnist_sum" / "v1.keras")
     images = np.zeros((2, 28, 28), np.uint8)
     out_probs = model.predict([images, np.array([1, 2], np.int32)], verbose=0)
     assert out_probs["sum"].shape == (2, 19)
@@ -71,36 +77,139 @@ def _free_ports(count):
     return ports
 
 
-@pytest.mark.xfail(
-    reason="Keras 3 with MultiWorkerMirroredStrategy fails in model.fit since TF 2.16; "
-           "with dict inputs both workers exit with 'Attempt to convert a value "
-           "({'image': PerReplica:...}) with an unsupported type (<class 'dict'>) to a "
-           "Tensor': https://github.com/keras-team/keras/issues/20329, "
-           "https://github.com/keras-team/keras/issues/20585, "
-           "https://github.com/tensorflow/tensorflow/issues/72388",
-    raises=AssertionError, strict=False)
-def test_multi_worker_strategy_two_local_workers(tmp_path):
-    data = write_npz(tmp_path / "mnist.npz", train=400, test=30)
-    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-    processes = []
-    try:
+class Workers:
+    """Two `train.py --strategy multi-worker` processes on loopback, always reaped."""
+
+    def __init__(self, tmp_path, data, epochs):
+        self.tmp_path = tmp_path
+        self.args = ["--data", data, "--epochs", str(epochs), *TINY]
+        # Non-chief workers keep their state in the system's temporary folder.
+        self.temp = tmp_path / "tmp"
+        self.temp.mkdir(exist_ok=True)
+        self.processes = []
+
+    def start(self):
+        hosts = [f"127.0.0.1:{port}" for port in _free_ports(2)]
         for index in range(2):
-            env = dict(os.environ, TF_CONFIG=json.dumps({
-                "cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}))
-            processes.append(subprocess.Popen(
-                [sys.executable, TRAIN, "--data", data, "--output-dir",
-                 str(tmp_path / f"out{index}"), "--strategy", "multi-worker", *TINY],
+            env = dict(os.environ, TMPDIR=str(self.temp), TF_CONFIG=json.dumps({
+                "cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}}))
+            self.processes.append(subprocess.Popen(
+                [sys.executable, TRAIN, "--output-dir", str(self.tmp_path / f"out{index}"),
+                 "--strategy", "multi-worker", *self.args],
                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-        outputs = [p.communicate(timeout=300) for p in processes]
-    finally:
-        for p in processes:  # Always reaped, whatever happened.
-            p.kill()
-            p.wait(timeout=30)
-    for p, (_, stderr) in zip(processes, outputs):
-        assert p.returncode == 0, stderr[-3000:]  # Today: the upstream error above.
-    chief_out, worker_out = outputs[0][0], outputs[1][0]
+        return self
+
+    def finish(self):
+        """Waits for both; returns their `(returncode, stdout, stderr)`."""
+        try:
+            outputs = [p.communicate(timeout=TIMEOUT) for p in self.processes]
+        finally:
+            self.kill()
+        return [(p.returncode, out, err) for p, (out, err) in zip(self.processes, outputs)]
+
+    def kill(self):
+        for p in self.processes:
+            if p.poll() is None:
+                p.send_signal(signal.SIGKILL)
+            p.communicate(timeout=30)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.kill()
+
+
+def _assert_released_in_sync(results, tmp_path):
+    for returncode, _, stderr in results:
+        assert returncode == 0, stderr[-3000:]
+    (_, chief_out, _), (_, worker_out, _) = results
     assert "Released version 1" in chief_out
     assert "Worker done" in worker_out
+    # Trainable weights and batch-norm statistics alike.
     assert _digest(chief_out) == _digest(worker_out)
-    assert not (tmp_path / "out1" / "mnist_sum" / "1").exists()
+    # The non-chief worker wrote nothing outside its temporary folder, and
+    # removed that too (a killed process may leave autograph's files there).
+    assert not (tmp_path / "out1").exists()
+    assert not list((tmp_path / "tmp").glob("mnist_sum_*"))
     keras.models.load_model(tmp_path / "out0" / "mnist_sum" / "v1.keras")
+    return _digest(chief_out)
+
+
+def test_multi_worker_equals_mirrored(tmp_path, data):
+    with Workers(tmp_path, data, epochs=2) as workers:
+        digest = _assert_released_in_sync(workers.finish(), tmp_path)
+    # Same global batch (2 x 16) and seed over two logical devices of one process.
+    assert _digest(_train_mirrored(data, tmp_path / "mirrored", epochs=2)) == digest
+
+
+def _backup_epoch(folder):
+    """The epoch recorded by a `BackupAndRestore` under `folder`, or None."""
+    for path in folder.glob("**/backup/training_metadata.json"):
+        try:
+            return json.loads(path.read_text())["epoch"]
+        except (ValueError, OSError):  # Being written.
+            return None
+    return None
+
+
+def _wait_for(condition, timeout=TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s")
+
+
+def test_multi_worker_resumes_after_the_workers_are_killed(tmp_path, data):
+    epochs = 6
+    workers = Workers(tmp_path, data, epochs=epochs).start()
+    chief_dir, worker_dir = tmp_path / "out0", workers.temp
+    try:
+        # A worker dies once it has backed up an epoch. The chief cannot finish
+        # the next step without it, so it stops at the same backup; it is
+        # killed once that is written.
+        _wait_for(lambda: (_backup_epoch(worker_dir) or 0) >= 1)
+        workers.processes[1].send_signal(signal.SIGKILL)
+        workers.processes[1].communicate(timeout=30)
+        epoch = _backup_epoch(worker_dir)
+        _wait_for(lambda: _backup_epoch(chief_dir) == epoch)
+    finally:
+        workers.kill()
+    assert 1 <= epoch < epochs
+
+    # The same command again on both machines.
+    with Workers(tmp_path, data, epochs=epochs) as again:
+        results = again.finish()
+    for _, stdout, stderr in results:
+        # Resumed: the first epoch run is the one after the backup.
+        assert re.search(r"^Epoch (\d+)/", stdout, re.M).group(1) == str(epoch + 1), stderr[-3000:]
+    _assert_released_in_sync(results, tmp_path)
+
+
+def test_shim_refuses_an_untested_keras_version():
+    multi_worker_shim.check_keras_version(multi_worker_shim.TESTED_KERAS_VERSIONS[0])
+    with pytest.raises(RuntimeError, match=r"tested on Keras .*Received: Keras 3\.99\.0"):
+        multi_worker_shim.check_keras_version("3.99.0")
+
+
+def test_shim_leaves_other_strategies_alone():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    trainer = multi_worker_shim._trainer  # Keras' module that the shim patches.
+    before = trainer.reduce_per_replica
+    for strategy in (tf.distribute.get_strategy(), tf.distribute.MirroredStrategy(["/cpu:0"])):
+        multi_worker_shim.apply(model, strategy)
+    assert "_maybe_symbolic_build" not in vars(model)
+    assert trainer.reduce_per_replica is before
+
+
+def test_only_the_shim_imports_keras_internals():
+    importers = set()
+    for folder in ("mnist_sum_keras", "scripts", "bench", "tests"):
+        for path in glob.glob(os.path.join(ROOT, folder, "**", "*.py"), recursive=True):
+            with open(path) as f:
+                if re.search(r"^\s*(from|import) keras\.src", f.read(), re.M):
+                    importers.add(os.path.relpath(path, ROOT))
+    assert importers == {os.path.join("mnist_sum_keras", "multi_worker_shim.py")}
