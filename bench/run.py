@@ -18,14 +18,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from bench.profile import format_profile, profile_training
 from mnist_sum_keras import data
 from mnist_sum_keras.config import NUM_DIGITS, NUM_SUMS, Config
-from mnist_sum_keras.evaluate import SavedModelPredictor, evaluate
+from mnist_sum_keras.evaluate import evaluate
 from mnist_sum_keras.export import export_saved_model
+from mnist_sum_keras.loading import SavedModelPredictor
 from mnist_sum_keras.model import build_model, compile_model
 from mnist_sum_keras.train import train
-
-from bench.profile import format_profile, profile_training
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results.json")
 PLOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
@@ -423,7 +423,8 @@ def format_table(r):
     lines = [f"Machine: {m['cpu']}, {m['cores']} cores, TF {m['tensorflow']}, "
              f"Keras {m['keras']}", ""]
     lines.append("1. Time to accuracy (10,000 test pairs, one seed-fixed number each)")
-    lines.append("   model        epochs  train s   final digit   final sum   s to 99.0% / 99.5% / 99.6% sum")
+    lines.append("   model        epochs  train s   final digit   final sum"
+                 "   s to 99.0% / 99.5% / 99.6% sum")
     rows = dict(t["curves"], short_schedule=t["short_schedule"]["curve"])
     for name, points in rows.items():
         to = [first_seconds(points, a) for a in (0.99, 0.995, 0.996)]

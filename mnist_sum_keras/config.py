@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 
 # Named constants of the task.
 NUM_DIGITS = 10
@@ -12,6 +13,8 @@ MODEL_NAME = "mnist_sum"
 DATA_ENV_VAR = "MNIST_SUM_DATA"
 SUM_MERGES = ("digit_probabilities", "features")
 OPTIMIZERS = ("adamw", "sgd")
+# tf.distribute strategies that `scripts/train.py --strategy` offers.
+STRATEGIES = ("default", "mirrored", "multi-worker")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,13 +109,43 @@ class Config:
         object.__setattr__(self, "conv_filters", tuple(self.conv_filters))
         object.__setattr__(self, "sum_units", tuple(self.sum_units))
 
-    def to_json(self, path):
-        """Writes the config as JSON to `path`."""
+    @classmethod
+    def field_help(cls):
+        """Each field's description in the `Attributes:` docstring, by name."""
+        attributes = cls.__doc__.split("Attributes:", 1)[1]
+        found, name = {}, None
+        for line in attributes.splitlines():
+            match = re.match(r"^ {8}(\w+): (.*)$", line)
+            if match:
+                name = match.group(1)
+                found[name] = match.group(2).strip()
+            elif name and line.strip():
+                found[name] += " " + line.strip()
+        return found
+
+    def to_dict(self, data=None):
+        """The fields as a dict; with `data`, that replaces the machine's `data_path`.
+
+        Args:
+            data: where the data came from, e.g. `data.describe_source(...)`
+                (`{"source", "sha256"}`), recorded under "data" while
+                `data_path` becomes None (a path means nothing on another
+                machine).
+        """
+        values = dataclasses.asdict(self)
+        if data is not None:
+            values.update(data_path=None, data=data)
+        return values
+
+    def to_json(self, path, data=None):
+        """Writes `to_dict(data)` as JSON to `path`."""
         with open(path, "w") as f:
-            json.dump(dataclasses.asdict(self), f, indent=2)
+            json.dump(self.to_dict(data), f, indent=2)
 
     @classmethod
     def from_json(cls, path):
-        """Reads a config written by `to_json`."""
+        """Reads a config written by `to_json` (its "data" record is not a field)."""
         with open(path) as f:
-            return cls(**json.load(f))
+            values = json.load(f)
+        values.pop("data", None)
+        return cls(**values)

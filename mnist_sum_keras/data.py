@@ -1,5 +1,6 @@
 """Loading MNIST and the tf.data pipeline that pairs images with numbers."""
 
+import hashlib
 import os
 
 import keras
@@ -54,6 +55,28 @@ def load_mnist(path=None):
     _check_arrays(arrays, source)
     return ((arrays["x_train"], arrays["y_train"]),
             (arrays["x_test"], arrays["y_test"]))
+
+
+def describe_source(path=None):
+    """Where `load_mnist(path)` reads from, without a machine's path.
+
+    Returns:
+        `{"source": ..., "sha256": ...}`: the file's name (or
+        "keras.datasets.mnist" for the download) and the SHA-256 of its bytes
+        (of Keras' cached copy for the download; None if there is none).
+    """
+    path = resolve_data_path(path)
+    source = os.path.basename(path) if path else "keras.datasets.mnist"
+    if path is None:
+        path = os.path.join(os.path.expanduser(os.environ.get("KERAS_HOME", "~/.keras")),
+                            "datasets", "mnist.npz")
+    if not os.path.isfile(path):
+        return {"source": source, "sha256": None}
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"source": source, "sha256": digest.hexdigest()}
 
 
 def _read_npz(path):

@@ -5,7 +5,7 @@ import os
 
 import tensorflow as tf
 
-STRATEGIES = ("default", "mirrored", "multi-worker")
+from mnist_sum_keras.config import STRATEGIES
 
 
 def make_strategy(name, devices=None):

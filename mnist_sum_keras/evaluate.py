@@ -1,15 +1,10 @@
 """Figures of a trained model on held-out images: evaluate(...) -> dict."""
 
-import os
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 from mnist_sum_keras.config import NUM_DIGITS, NUM_SUMS
 from mnist_sum_keras.data import all_pairs, fixed_numbers
-from mnist_sum_keras.contract import SIGNATURE_KEY
-from mnist_sum_keras.model import FusedBatchNormalization
 
 
 def predict_classes(model, images, numbers, batch_size=1000, verbose=0):
@@ -91,7 +86,8 @@ def evaluation_report(model, images, digits, seed=1, batch_size=1000, verbose=0)
         `single_number` (`pair_figures` on N pairs, one number per image drawn
         with `seed`, the protocol published solutions use),
         `sum_accuracy_by_number` (10 values), `digit_accuracy_by_class`
-        (10 values, None for a class absent from the set), `digit_confusion` (10 x 10) and `sum_confusion` (19 x 19)
+        (10 values, None for a class absent from the set), `digit_confusion`
+        (10 x 10) and `sum_confusion` (19 x 19)
         count matrices (rows true, columns predicted) over all pairs, and
         `predictions`: the per-pair arrays behind them (image-major, number
         fastest), for plots.
@@ -120,52 +116,3 @@ def evaluation_report(model, images, digits, seed=1, batch_size=1000, verbose=0)
                         "pred_digits": pred_digits, "pred_sums": pred_sums,
                         "digit_confidence": digit_conf, "sum_confidence": sum_conf},
     }
-
-
-class SavedModelPredictor:
-    """A served SavedModel behind the `predict([images, numbers])` of Keras.
-
-    Calls the `serving_default` signature, as TF Serving does, so evaluating
-    it measures exactly what is served.
-    """
-
-    def __init__(self, path):
-        self.path = path
-        self._serve = tf.saved_model.load(path).signatures[SIGNATURE_KEY]
-
-    def predict(self, inputs, batch_size=1000, verbose=0):
-        images, numbers = inputs
-        progress = keras.utils.Progbar(len(images), verbose=verbose or 0)
-        digit, total = [], []
-        for start in range(0, len(images), batch_size):
-            stop = start + batch_size
-            out = self._serve(image=tf.constant(images[start:stop]),
-                              number=tf.constant(numbers[start:stop], tf.int32))
-            digit.append(out["digit_probabilities"].numpy())
-            total.append(out["sum_probabilities"].numpy())
-            progress.update(min(stop, len(images)))
-        return {"digit": np.concatenate(digit), "sum": np.concatenate(total)}
-
-
-def load_any_model(path):
-    """Loads a `.keras` file (safe mode) or a SavedModel directory for evaluation.
-
-    Raises:
-        ValueError: the path is missing or is neither kind of model.
-    """
-    if os.path.isdir(path):
-        if not os.path.isfile(os.path.join(path, "saved_model.pb")):
-            raise ValueError(f"Not a SavedModel directory (no saved_model.pb): {path!r}")
-        return SavedModelPredictor(path)
-    if not os.path.isfile(path):
-        raise ValueError(f"Model not found: {path!r}. Expected a .keras file or a "
-                         "SavedModel directory.")
-    if not path.endswith(".keras"):
-        raise ValueError(f"Model file must end in .keras. Received: {path!r}")
-    try:
-        # safe_mode: a downloaded file cannot run arbitrary Python.
-        return keras.models.load_model(
-            path, safe_mode=True,
-            custom_objects={"FusedBatchNormalization": FusedBatchNormalization})
-    except Exception as e:
-        raise ValueError(f"Could not load {path!r} as a Keras model: {e}") from e

@@ -26,8 +26,8 @@ import types
 
 import keras
 import tensorflow as tf
-from keras.src.backend.tensorflow import trainer as _trainer
 from keras.src import tree
+from keras.src.backend.tensorflow import trainer as _trainer
 
 # The Keras versions this shim was tested on; it refuses to patch any other.
 TESTED_KERAS_VERSIONS = ("3.15.1",)

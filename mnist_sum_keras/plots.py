@@ -2,20 +2,21 @@
 
 import csv
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # Files only; no display needed.
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+# matplotlib's object-oriented Figure draws to files without pyplot's global
+# state or a display backend, whatever backend the caller has chosen.
+from matplotlib.figure import Figure
 
-from mnist_sum_keras.config import NUM_DIGITS  # noqa: E402
+from mnist_sum_keras.config import NUM_DIGITS
 
 
 def confusion_matrix(matrix, title, path, label):
     """Plots a count matrix (rows true, columns predicted) on a log colour scale."""
     matrix = np.asarray(matrix)
     classes = len(matrix)
-    fig, ax = plt.subplots(figsize=(0.45 * classes + 3, 0.45 * classes + 2.5))
+    fig = Figure(figsize=(0.45 * classes + 3, 0.45 * classes + 2.5))
+    ax = fig.subplots()
     image = ax.imshow(np.log10(matrix + 1), cmap="Blues")
     for i in range(classes):
         for j in range(classes):
@@ -32,7 +33,6 @@ def confusion_matrix(matrix, title, path, label):
     fig.colorbar(image, ax=ax, label="log10(count + 1)", shrink=0.8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def training_curves(history_csv, path):
@@ -42,7 +42,8 @@ def training_curves(history_csv, path):
     if not rows:
         raise ValueError(f"No epochs in the training history {history_csv!r}")
     epochs = [int(r["epoch"]) + 1 for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    left, right = fig.subplots(1, 2)
     for head in ("digit", "sum"):
         for prefix, style in (("", "-"), ("val_", "--")):
             name = "training" if not prefix else "validation"
@@ -63,7 +64,6 @@ def training_curves(history_csv, path):
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def worst_mistakes(images, predictions, path, count=24):
@@ -90,8 +90,8 @@ def worst_mistakes(images, predictions, path, count=24):
             break
     cols = 6
     rows = max(1, -(-len(chosen) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols, 2.4 * rows + 0.6),
-                             squeeze=False)
+    fig = Figure(figsize=(2.1 * cols, 2.4 * rows + 0.6))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, k in zip(axes.flat, chosen):
@@ -105,4 +105,3 @@ def worst_mistakes(images, predictions, path, count=24):
                  "true→predicted)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -249,7 +249,8 @@ class _Handler(BaseHTTPRequestHandler):
             return e.code, e.read()
         except (urllib.error.URLError, OSError) as e:
             raise RestError(HTTPStatus.BAD_GATEWAY,
-                            f"TF Serving at {self.server.tf_serving} is unreachable: {e}")
+                            f"TF Serving at {self.server.tf_serving} is unreachable: {e}"
+                            ) from e
 
     def _handle(self, method):
         path = self.path.split("?", 1)[0]

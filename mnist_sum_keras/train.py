@@ -1,6 +1,5 @@
 """Training: train(config, work_dir) -> (model, history), and the full run."""
 
-import dataclasses
 import functools
 import hashlib
 import math
@@ -27,6 +26,7 @@ from mnist_sum_keras.model import build_model, compile_model
 # leaves the previous best checkpoint intact.
 BEST_CHECKPOINT = "best-{epoch:03d}.keras"
 HISTORY_CSV = "history.csv"
+TENSORBOARD_LOGS = "logs"
 
 
 def load_datasets(config):
@@ -83,6 +83,8 @@ def train(config, work_dir, datasets=None, verbose="auto", strategy=None, callba
         keras.callbacks.CSVLogger(os.path.join(work_dir, HISTORY_CSV), append=True),
         # Saves the state after every epoch; deleted when training completes.
         keras.callbacks.BackupAndRestore(os.path.join(work_dir, "backup")),
+        # Loss and metric curves: `tensorboard --logdir <work_dir>/logs`.
+        keras.callbacks.TensorBoard(os.path.join(work_dir, TENSORBOARD_LOGS)),
     ]
     if config.ema_momentum:
         # First: the averaged weights are in the model while the callbacks
@@ -151,7 +153,8 @@ def run(config, datasets=None, verbose="auto", strategy=None):
 
     Writes under `config.output_dir/mnist_sum/`: the SavedModel `<version>/`
     and beside it `v<version>.keras`, `v<version>.config.json`,
-    `v<version>.history.csv` and `v<version>.metrics.json`.
+    `v<version>.history.csv`, `v<version>.metrics.json` and the TensorBoard
+    logs `v<version>.logs/`.
 
     Args:
         config: a `Config`.
@@ -167,6 +170,8 @@ def run(config, datasets=None, verbose="auto", strategy=None):
         The metrics dict (test figures, timings, version and paths).
     """
     start = time.perf_counter()
+    source = ({"source": "datasets argument", "sha256": None} if datasets is not None
+              else data.describe_source(config.data_path))
     if datasets is None:
         datasets = load_datasets(config)
     base_dir = os.path.join(config.output_dir, MODEL_NAME)
@@ -191,9 +196,12 @@ def run(config, datasets=None, verbose="auto", strategy=None):
     version = os.path.basename(saved_model)
     stem = os.path.join(base_dir, f"v{version}")
     write_atomically(f"{stem}.keras", model.save)
-    write_atomically(f"{stem}.config.json", config.to_json)
+    write_atomically(f"{stem}.config.json", functools.partial(config.to_json, data=source))
     write_atomically(f"{stem}.history.csv", functools.partial(
         shutil.copyfile, os.path.join(work_dir, HISTORY_CSV)))
+    logs = f"{stem}.logs"
+    shutil.rmtree(logs, ignore_errors=True)  # Left by a release cut short.
+    shutil.move(os.path.join(work_dir, TENSORBOARD_LOGS), logs)
     metrics = {
         "chief": True,
         "replicas": strategy.num_replicas_in_sync,
@@ -204,7 +212,8 @@ def run(config, datasets=None, verbose="auto", strategy=None):
         "test_pairs": figures,
         "train_seconds": round(train_seconds, 1),
         "total_seconds": round(time.perf_counter() - start, 1),
-        "config": dataclasses.asdict(config),
+        "tensorboard_logs": logs,
+        "config": config.to_dict(data=source),
     }
     write_json_atomically(f"{stem}.metrics.json", metrics)
     shutil.rmtree(work_dir, ignore_errors=True)

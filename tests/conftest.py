@@ -1,9 +1,11 @@
-"""Shared fixtures: tiny synthetic MNIST-like data and a small config."""
+"""Shared test pieces: tiny synthetic MNIST-like data, a small config, runners."""
 
+import contextlib
 import dataclasses
+import io
 import os
-import threading
 import struct
+import threading
 import zlib
 
 import numpy as np
@@ -13,6 +15,22 @@ from mnist_sum_keras.config import Config
 
 # The repository root (scripts/, saved_models/).
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def call_main(main, *args):
+    """Runs a command line's `main(argv)` in this process.
+
+    Returns:
+        `(returncode, stdout, stderr)`, as `subprocess.run` would give, argparse's
+        exits included.
+    """
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:
+            code = e.code
+    return code, out.getvalue(), err.getvalue()
 
 
 def synthetic_digits(count, seed=0):
@@ -44,7 +62,7 @@ class Running:
     """`mnist_sum_keras.server` on a free loopback port, in a thread, stopped on exit."""
 
     def __init__(self, **kwargs):
-        from mnist_sum_keras.server import make_server   # Imports TensorFlow.
+        from mnist_sum_keras.server import make_server  # Imports TensorFlow.
 
         self.server = make_server(host="127.0.0.1", port=0, log=False, **kwargs)
         self.url = f"http://127.0.0.1:{self.server.server_port}"

@@ -10,24 +10,22 @@ line; `DOORS` says where a row does not apply and why.
 
 import dataclasses
 import io
-import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import png_claiming, write_npz
+from conftest import call_main, png_claiming, write_npz
 from mnist_sum_keras import contract, serving
+from mnist_sum_keras.cli import evaluate as evaluate_cli
+from mnist_sum_keras.cli import train as train_cli
 from mnist_sum_keras.config import Config
 from mnist_sum_keras.export import export_saved_model
 from mnist_sum_keras.model import build_model
 from mnist_sum_keras.predict import predict_digits
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGES = np.zeros((3, 28, 28), np.uint8)
 IMAGES[:, 6:22, 12:16] = 255   # a bar: not blank, so predict_image reads it
 ONE = IMAGES[:1]
@@ -84,7 +82,8 @@ CASES = {
                      {"model": "Keras checks shapes itself"}),
     "number shape (N, 1)": (ONE, [[1]], re.escape(contract.NUMBER_SHAPE_RULE), "1,? 1",
                             {"model": "Keras checks shapes itself"}),
-    "empty batch": (np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.int32), re.escape(contract.EMPTY_RULE), "0",
+    "empty batch": (np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.int32),
+                    re.escape(contract.EMPTY_RULE), "0",
                     {"model": "Keras answers an empty batch with an empty one"}),
     "batch sizes differ": (IMAGES[:2], [1, 2, 3], "one per image|same batch size", "3",
                            {"model": "Keras checks batch sizes itself"}),
@@ -203,33 +202,29 @@ def test_python_api_converts(model, case):
     assert results == expected
 
 
-def _run(script, *args):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "scripts", script), *args],
-                          capture_output=True, text=True, timeout=300)
-
-
 def test_train_script_refuses_truncated_npz(tmp_path):
     good = write_npz(tmp_path / "good.npz")
     truncated = tmp_path / "truncated.npz"
     with open(good, "rb") as f:
         truncated.write_bytes(f.read()[:5000])
-    result = _run("train.py", "--data", str(truncated), "--output-dir", str(tmp_path / "out"))
-    assert result.returncode != 0
-    assert "truncated.npz" in result.stderr
+    code, _, stderr = call_main(train_cli.main, "--data", truncated,
+                                "--output-dir", tmp_path / "out")
+    assert code != 0
+    assert "truncated.npz" in stderr
     assert not (tmp_path / "out").exists()
 
 
 def test_evaluate_script_refuses_keras_file_that_is_not_a_model(tmp_path):
     fake = tmp_path / "fake.keras"
     fake.write_bytes(b"PK\x03\x04 not really a zip")
-    result = _run("evaluate.py", str(fake), "--output-dir", str(tmp_path / "report"))
-    assert result.returncode != 0
-    assert "fake.keras" in result.stderr
+    code, _, stderr = call_main(evaluate_cli.main, fake, "--output-dir", tmp_path / "report")
+    assert code != 0
+    assert "fake.keras" in stderr
     assert not (tmp_path / "report").exists()
 
 
 def test_evaluate_script_refuses_missing_model(tmp_path):
-    result = _run("evaluate.py", str(tmp_path / "nothing"), "--output-dir",
-                  str(tmp_path / "report"))
-    assert result.returncode != 0 and "Model not found" in result.stderr
+    code, _, stderr = call_main(evaluate_cli.main, tmp_path / "nothing", "--output-dir",
+                                tmp_path / "report")
+    assert code != 0 and "Model not found" in stderr
     assert not (tmp_path / "report").exists()

@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
+from conftest import ROOT
 from mnist_sum_keras.config import DATA_ENV_VAR
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
+@pytest.mark.large
 @pytest.mark.skipif(not os.environ.get(DATA_ENV_VAR), reason=f"needs ${DATA_ENV_VAR}")
 def test_bench_quick(tmp_path):
     output = tmp_path / "results.json"
@@ -80,6 +80,7 @@ def test_op_time_by_kind_sums_step_ops_by_kind():
     assert next(iter(profile["top_ops"])) == "_MklNativeConv2DBackpropInput"
 
 
+@pytest.mark.large
 @pytest.mark.skipif(not os.environ.get(DATA_ENV_VAR), reason=f"needs ${DATA_ENV_VAR}")
 def test_multi_worker_scaling_quick(tmp_path):
     output = tmp_path / "results.json"

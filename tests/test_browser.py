@@ -17,6 +17,7 @@ CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 RELEASED = os.path.join(ROOT, "saved_models", "mnist_sum")
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.large,  # A browser process.
     pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
                        reason="needs Debian's chromium and chromium-driver"),
     pytest.mark.skipif(not os.path.isdir(os.path.join(RELEASED, "1")),
@@ -89,7 +90,8 @@ def test_drawn_digits_get_digit_and_sum(server, browser, tmp_path):
         "return document.documentElement.scrollWidth <= window.innerWidth")
     assert browser.find_element(By.ID, "canvas").rect["width"] <= 390
 
-    pick = lambda n: browser.find_element(By.CSS_SELECTOR, f"#numbers button[data-number='{n}']")
+    def pick(n):
+        return browser.find_element(By.CSS_SELECTOR, f"#numbers button[data-number='{n}']")
     pick(3).click()
     assert _answer_after(browser, lambda: _draw(browser, ONE)) == ("digit 1 + 3 = sum 4", "")
     browser.find_element(By.ID, "clear").click()

@@ -1,5 +1,7 @@
 """Tests of MNIST loading and the tf.data pipeline."""
 
+import hashlib
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -110,6 +112,18 @@ def test_environment_variable_names_the_file(tmp_path, monkeypatch):
     monkeypatch.setenv(DATA_ENV_VAR, path)
     (x_train, _), _ = data.load_mnist()
     assert len(x_train) == 20
+
+
+def test_describe_source_names_the_file_and_its_digest(tmp_path, monkeypatch):
+    path = write_npz(tmp_path / "mine.npz", train=20)
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    assert data.describe_source(path) == {"source": "mine.npz", "sha256": digest}
+    monkeypatch.setenv(DATA_ENV_VAR, path)
+    assert data.describe_source() == {"source": "mine.npz", "sha256": digest}
+    monkeypatch.delenv(DATA_ENV_VAR)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty"))
+    assert data.describe_source() == {"source": "keras.datasets.mnist", "sha256": None}
 
 
 def test_missing_file_error_names_file(tmp_path):

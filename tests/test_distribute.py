@@ -56,6 +56,7 @@ def _train_mirrored(data, out, epochs):
     return result.stdout
 
 
+@pytest.mark.large
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path, data):
     stdout = _train_mirrored(data, tmp_path / "out", epochs=1)
     assert "on 2 replica(s)" in stdout
@@ -136,6 +137,7 @@ def _assert_released_in_sync(results, tmp_path):
     return _digest(chief_out)
 
 
+@pytest.mark.large
 def test_multi_worker_equals_mirrored(tmp_path, data):
     with Workers(tmp_path, data, epochs=2) as workers:
         digest = _assert_released_in_sync(workers.finish(), tmp_path)
@@ -163,6 +165,7 @@ def _wait_for(condition, timeout=TIMEOUT):
     raise AssertionError(f"timed out after {timeout} s")
 
 
+@pytest.mark.large
 def test_multi_worker_resumes_after_the_workers_are_killed(tmp_path, data):
     epochs = 6
     workers = Workers(tmp_path, data, epochs=epochs).start()

@@ -46,7 +46,8 @@ def test_report_on_a_tiny_model_writes_metrics_and_plots(tmp_path, tiny_config):
     import json
     import os
 
-    from mnist_sum_keras.evaluate import evaluation_report, load_any_model
+    from mnist_sum_keras.evaluate import evaluation_report
+    from mnist_sum_keras.loading import load_any_model
     from mnist_sum_keras.model import build_model
     from mnist_sum_keras.report import PLOTS, format_table, write_report
 
@@ -95,7 +96,7 @@ def test_single_number_pass_is_a_slice_of_the_exhaustive_pairs():
 
 
 def test_load_any_model_errors(tmp_path):
-    from mnist_sum_keras.evaluate import load_any_model
+    from mnist_sum_keras.loading import load_any_model
 
     with pytest.raises(ValueError, match="Model not found"):
         load_any_model(str(tmp_path / "missing.keras"))

@@ -130,6 +130,7 @@ def test_warmup_file_parses_and_replays(exported):
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
 
 
+@pytest.mark.large
 def test_saved_model_cli_show_and_run(exported, tmp_path):
     _, _, path = exported
     show = subprocess.run([SAVED_MODEL_CLI, "show", "--dir", path, "--all"],

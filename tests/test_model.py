@@ -94,11 +94,13 @@ def test_keras_save_load_round_trip(model, tmp_path):
         np.testing.assert_allclose(before[key], after[key], rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.large
 def test_keras_file_loads_in_a_fresh_process_after_importing_the_model_module(model, tmp_path):
     path = os.path.join(tmp_path, "model.keras")
     model.save(path)
     code = ("import keras, mnist_sum_keras.model, sys; "
-            "m = keras.saving.load_model(sys.argv[1]); print(type(m.get_layer('stage0a_bn')).__name__)")
+            "m = keras.saving.load_model(sys.argv[1]); "
+            "print(type(m.get_layer('stage0a_bn')).__name__)")
     result = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip().splitlines()[-1] == "FusedBatchNormalization"
@@ -154,9 +156,10 @@ def test_fused_batch_norm_matches_keras_batch_norm():
 def test_fused_batch_norm_runs_one_fused_op_in_training():
     _, fused_bn = _twin_batch_norms((4, 5, 5, 3))
     spec = tf.TensorSpec((4, 5, 5, 3), tf.float32)
-    ops_of = lambda training: {op.type for op in tf.function(
-        lambda x: fused_bn(x, training=training)).get_concrete_function(spec).graph
-        .get_operations()}
+    def ops_of(training):
+        return {op.type for op in tf.function(
+            lambda x: fused_bn(x, training=training)).get_concrete_function(spec).graph
+            .get_operations()}
     assert "FusedBatchNormV3" in ops_of(True)
     assert "FusedBatchNormV3" not in ops_of(False)
 
@@ -164,6 +167,7 @@ def test_fused_batch_norm_runs_one_fused_op_in_training():
 @pytest.mark.parametrize("fused", [True, False])
 def test_model_uses_the_batch_norm_the_config_names(tiny_config, fused):
     model = build_model(dataclasses.replace(tiny_config, fused_batch_norm=fused))
-    conv_norms = [l for l in model.layers if l.name.endswith("_bn") and l.name != "embed_bn"]
+    conv_norms = [layer for layer in model.layers
+                  if layer.name.endswith("_bn") and layer.name != "embed_bn"]
     assert len(conv_norms) == 2 * len(tiny_config.conv_filters)
-    assert all(isinstance(l, FusedBatchNormalization) == fused for l in conv_norms)
+    assert all(isinstance(layer, FusedBatchNormalization) == fused for layer in conv_norms)

@@ -14,14 +14,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image, ImageDraw, ImageFont
 
-from conftest import png_claiming
+from conftest import ROOT, call_main, png_claiming
 from mnist_sum_keras.config import DATA_ENV_VAR
 from mnist_sum_keras.contract import check_images, check_numbers
 from mnist_sum_keras.data import load_mnist
-from mnist_sum_keras.predict import (ImageError, load_image, predict_digits, preprocess,
-                                     to_mnist)
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from mnist_sum_keras.predict import ImageError, load_image, predict_digits, preprocess, to_mnist
 
 
 def _drawing(size, box, ink, paper, mode="L", shape="ellipse"):
@@ -226,34 +223,37 @@ def _predict_script(*args):
                           capture_output=True, text=True, timeout=300)
 
 
-def test_predict_script_errors(tmp_path):
+@pytest.mark.parametrize("args,message", [
+    (["{missing}", "--number", "3"], "missing.png"),
+    (["{image}", "--number", "10"], "number=10"),
+    (["{image}", "--number", "x"], "Received: 'x'"),
+    (["{image}", "{image}", "--number", "1", "2", "3"], "one per image"),
+    (["{image}", "--number", "1", "--model", "{missing_model}"], "Model not found"),
+])
+def test_predict_script_errors(tmp_path, args, message):
+    from mnist_sum_keras.cli import predict as predict_cli
+
     image = tmp_path / "digit.png"
     _drawing((40, 40), (5, 5, 30, 35), 0, 255).save(image)
-    cases = [
-        ((str(tmp_path / "missing.png"), "--number", "3"), "missing.png"),
-        ((str(image), "--number", "10"), "number=10"),
-        ((str(image), "--number", "x"), "Received: 'x'"),
-        ((str(image), str(image), "--number", "1", "2", "3"), "one per image"),
-        ((str(image), "--number", "1", "--model", str(tmp_path / "none.keras")),
-         "Model not found"),
-    ]
-    for args, message in cases:
-        result = _predict_script(*args)
-        assert result.returncode != 0, args
-        assert message in result.stderr, (args, result.stderr)
-        assert result.stdout == ""
+    paths = {"image": image, "missing": tmp_path / "missing.png",
+             "missing_model": tmp_path / "none.keras"}
+    code, stdout, stderr = call_main(predict_cli.main, *(a.format(**paths) for a in args))
+    assert code != 0
+    assert message in stderr
+    assert stdout == ""
 
 
 RELEASED = os.path.join(ROOT, "saved_models", "mnist_sum")
 
 
+@pytest.mark.large
 @pytest.mark.skipif(not os.environ.get(DATA_ENV_VAR), reason=f"needs ${DATA_ENV_VAR}")
 @pytest.mark.skipif(not os.path.isdir(os.path.join(RELEASED, "1")),
                     reason="needs the released model")
 def test_png_round_trip_matches_array_prediction(tmp_path):
     import json
 
-    from mnist_sum_keras.evaluate import load_any_model
+    from mnist_sum_keras.loading import load_any_model
 
     _, (images, digits) = load_mnist()
     picks = list(range(12))
@@ -288,7 +288,7 @@ USER_STYLE = {   # name: (PIL image, format)
                     reason="needs the released model")
 def test_predict_image_signature_answers_as_predict_script(tmp_path):
     from mnist_sum_keras.contract import PREDICT_IMAGE_KEY
-    from mnist_sum_keras.evaluate import load_any_model
+    from mnist_sum_keras.loading import load_any_model
 
     names = sorted(USER_STYLE)
     contents = [_encoded(*USER_STYLE[name]) for name in names]
@@ -296,7 +296,7 @@ def test_predict_image_signature_answers_as_predict_script(tmp_path):
     served = tf.saved_model.load(os.path.join(RELEASED, "1")).signatures[PREDICT_IMAGE_KEY](
         image_bytes=tf.constant(contents), number=tf.constant(numbers))
     paths = []
-    for name, data in zip(names, contents):
+    for _name, data in zip(names, contents):
         paths.append(tmp_path / f"{len(paths)}.img")
         paths[-1].write_bytes(data)
     model = load_any_model(os.path.join(RELEASED, "1"))

@@ -9,11 +9,11 @@ import time
 
 import keras
 import numpy as np
+import pytest
 
-from conftest import write_npz
+from conftest import ROOT, write_npz
 from mnist_sum_keras.train import latest_checkpoint
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--epochs", "4", "--batch-size", "16", "--validation-size", "40", "--verbose", "2"]
 
 
@@ -22,6 +22,7 @@ def _train_command(data, out, *extra):
             "--output-dir", str(out), *TINY, *extra]
 
 
+@pytest.mark.large
 def test_killed_training_resumes_from_backup(tmp_path):
     data = write_npz(tmp_path / "mnist.npz", train=1200, test=30)
     out = tmp_path / "out"
@@ -52,6 +53,7 @@ def test_killed_training_resumes_from_backup(tmp_path):
     keras.models.load_model(base / "v1.keras")
 
 
+@pytest.mark.large
 def test_ctrl_c_exits_cleanly_with_a_good_checkpoint(tmp_path):
     data = write_npz(tmp_path / "mnist.npz", train=1200, test=30)
     out = tmp_path / "out"
@@ -80,6 +82,7 @@ def test_ctrl_c_exits_cleanly_with_a_good_checkpoint(tmp_path):
     assert not (out / "mnist_sum" / "1").exists()
 
 
+@pytest.mark.large
 def test_same_seed_gives_identical_weights(tmp_path):
     data = write_npz(tmp_path / "mnist.npz", train=400, test=30)
     weights = []

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import ROOT, Running, synthetic_digits
+from conftest import ROOT, Running, call_main, synthetic_digits
 from mnist_sum_keras import contract, serving
 from mnist_sum_keras.config import Config
 from mnist_sum_keras.export import export_saved_model
@@ -207,7 +207,8 @@ def test_samples_from_data(exported, tmp_path):
 
 def test_forwarding_to_tf_serving(server):
     with Running(tf_serving=server.url + "/") as front:
-        assert _call(front.url + "/v1/models/mnist_sum") == _call(server.url + "/v1/models/mnist_sum")
+        status = "/v1/models/mnist_sum"
+        assert _call(front.url + status) == _call(server.url + status)
         body = serving.build_request(IMAGES, NUMBERS)
         assert _call(front.url + PREDICT, body) == _call(server.url + PREDICT, body)
         assert _call(front.url + "/v1/models/x:predict", body)[0] == 404
@@ -218,6 +219,7 @@ def test_forwarding_to_tf_serving(server):
         assert code == 502 and "unreachable" in answer["error"]
 
 
+@pytest.mark.large
 def test_serve_script_starts_answers_and_stops_on_ctrl_c(exported):
     process = subprocess.Popen(
         [sys.executable, os.path.join(ROOT, "scripts", "serve.py"), "--model", exported[0],
@@ -246,7 +248,7 @@ def test_serve_script_starts_answers_and_stops_on_ctrl_c(exported):
 
 
 def test_serve_script_refuses_a_folder_without_a_model(tmp_path):
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "serve.py"),
-                             "--model", str(tmp_path), "--port", "0"],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and "No SavedModel version folder" in result.stderr
+    from mnist_sum_keras.cli import serve as serve_cli
+
+    code, _, stderr = call_main(serve_cli.main, "--model", tmp_path, "--port", "0")
+    assert code == 2 and "No SavedModel version folder" in stderr

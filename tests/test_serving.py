@@ -48,6 +48,7 @@ def test_image_request_sends_bytes_as_b64():
         serving.build_image_request([b"\x89PNG"], [10])
 
 
+@pytest.mark.large
 def test_client_imports_no_tensorflow():
     import subprocess
     import sys

@@ -1,5 +1,7 @@
 """Tests of training, the release it writes, and the training script."""
 
+import dataclasses
+import hashlib
 import json
 import os
 import subprocess
@@ -7,12 +9,12 @@ import sys
 
 import keras
 import numpy as np
+import pytest
 
-from conftest import write_npz
+from conftest import ROOT, call_main, write_npz
+from mnist_sum_keras.cli import train as train_cli
 from mnist_sum_keras.config import Config
 from mnist_sum_keras.train import run
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_run_releases_a_version_with_its_files(tiny_config, tiny_datasets):
@@ -20,7 +22,10 @@ def test_run_releases_a_version_with_its_files(tiny_config, tiny_datasets):
     base = os.path.join(tiny_config.output_dir, "mnist_sum")
     assert metrics["version"] == 1
     assert sorted(os.listdir(base)) == [
-        "1", "v1.config.json", "v1.history.csv", "v1.keras", "v1.metrics.json"]
+        "1", "v1.config.json", "v1.history.csv", "v1.keras", "v1.logs", "v1.metrics.json"]
+    # TensorBoard's event files, for `tensorboard --logdir`.
+    assert any(name.startswith("events.out.tfevents")
+               for _, _, names in os.walk(os.path.join(base, "v1.logs")) for name in names)
     assert os.path.isfile(os.path.join(base, "1", "saved_model.pb"))
     assert Config.from_json(os.path.join(base, "v1.config.json")) == tiny_config
     with open(os.path.join(base, "v1.metrics.json")) as f:
@@ -48,6 +53,7 @@ def _script(*args, env=None):
                           capture_output=True, text=True, env=env, timeout=600)
 
 
+@pytest.mark.large
 def test_script_trains_from_data_option(tmp_path):
     data = write_npz(tmp_path / "mnist.npz", train=240, test=30)
     out = tmp_path / "out"
@@ -57,29 +63,57 @@ def test_script_trains_from_data_option(tmp_path):
     assert "(300 pairs)" in result.stdout and "digit_accuracy" in result.stdout
     assert "on 1 replica(s)" in result.stdout
     assert os.path.isdir(out / "mnist_sum" / "1")
+    # Where the data came from, not this machine's path.
+    saved = json.loads((out / "mnist_sum" / "v1.config.json").read_text())
+    with open(data, "rb") as f:
+        assert saved["data"] == {"source": "mnist.npz",
+                                 "sha256": hashlib.sha256(f.read()).hexdigest()}
+    assert saved["data_path"] is None
     assert not os.path.exists(out / "mnist_sum" / "training")
 
 
 def test_script_missing_data_file_fails_clearly(tmp_path):
     out = tmp_path / "out"
-    result = _script("--data", str(tmp_path / "missing.npz"), "--output-dir", str(out))
-    assert result.returncode != 0
-    assert "missing.npz" in result.stderr and "not found" in result.stderr
+    code, _, stderr = call_main(train_cli.main, "--data", tmp_path / "missing.npz",
+                                "--output-dir", out)
+    assert code == 2
+    assert "missing.npz" in stderr and "not found" in stderr
     assert not out.exists()
 
 
 def test_script_malformed_data_file_fails_clearly(tmp_path):
     bad = tmp_path / "bad.npz"
     np.savez(bad, x_train=np.zeros((3, 28, 28), np.uint8))
-    result = _script("--data", str(bad), "--output-dir", str(tmp_path / "out"))
-    assert result.returncode != 0
-    assert "bad.npz" in result.stderr and "lacks the keys" in result.stderr
+    code, _, stderr = call_main(train_cli.main, "--data", bad, "--output-dir", tmp_path / "out")
+    assert code == 2
+    assert "bad.npz" in stderr and "lacks the keys" in stderr
     assert not (tmp_path / "out").exists()
 
 
-def test_script_rejects_bad_option_values(tmp_path):
-    result = _script("--epochs", "0", "--output-dir", str(tmp_path / "out"))
-    assert result.returncode != 0 and "epochs must be a positive integer" in result.stderr
+@pytest.mark.parametrize("args,message", [
+    (["--epochs", "0"], "epochs must be a positive integer"),
+    (["--optimizer", "adam"], "optimizer must be one of"),
+    (["--dropout", "1.5"], "dropout must be in [0, 1)"),
+    (["--conv-filters", "8", "x"], "invalid int value: 'x'"),
+    (["--strategy", "tpu"], "invalid choice: 'tpu'"),
+])
+def test_script_rejects_bad_option_values(tmp_path, args, message):
+    code, stdout, stderr = call_main(train_cli.main, *args, "--output-dir", tmp_path / "out")
+    assert code == 2 and message in stderr
+    assert stdout == "" and not (tmp_path / "out").exists()
+
+
+def test_every_config_field_is_a_flag():
+    args = train_cli.parse_args(["--conv-filters", "8", "16", "--no-fused-batch-norm",
+                                 "--sum-merge", "features", "--data", "x.npz",
+                                 "--ema-momentum", "0.99"])
+    assert {f.name for f in dataclasses.fields(Config)} <= set(vars(args))
+    assert args.conv_filters == [8, 16] and args.fused_batch_norm is False
+    assert (args.sum_merge, args.data_path, args.ema_momentum) == ("features", "x.npz", 0.99)
+    # Unset flags keep Config's defaults.
+    defaults = train_cli.parse_args([])
+    for field in dataclasses.fields(Config):
+        assert getattr(defaults, field.name) == getattr(Config(), field.name), field.name
 
 
 def test_ema_weights_are_the_ones_released(tiny_config, tiny_datasets, tmp_path):
@@ -99,6 +133,7 @@ def test_ema_weights_are_the_ones_released(tiny_config, tiny_datasets, tmp_path)
 
     # An average with a horizon of a million steps has barely left the start;
     # the raw weights of the same run have moved.
-    moved = lambda weights: max(np.abs(a - b).max() for a, b in zip(weights, initial))
+    def moved(weights):
+        return max(np.abs(a - b).max() for a, b in zip(weights, initial))
     assert moved(trained(0.999999)) < 1e-4
     assert moved(trained(0.0)) > 1e-2

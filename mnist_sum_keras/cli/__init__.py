@@ -1,0 +1,1 @@
+"""Command lines: `python scripts/<name>.py` and the `mnist-sum-<name>` console scripts."""

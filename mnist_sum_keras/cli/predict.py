@@ -1,0 +1,70 @@
+"""Predicts the digit in your own images and its sum with a number."""
+
+import argparse
+import json
+import os
+import sys
+
+from mnist_sum_keras.config import MODEL_NAME, Config
+
+RELEASED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        Config().output_dir, MODEL_NAME)
+
+
+def _number(text):
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"number must be an integer in 0..9. Received: {text!r}") from None
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("images", nargs="+", metavar="IMAGE",
+                        help="image files (PNG, JPEG, ...) of one digit each")
+    parser.add_argument("--number", type=_number, nargs="+", required=True,
+                        help="one number 0..9 for all images, or one per image")
+    parser.add_argument("--model", default=None,
+                        help="a .keras file or SavedModel folder (default: the newest "
+                             f"released version under {RELEASED})")
+    parser.add_argument("--json", action="store_true", help="print JSON lines")
+    args = parser.parse_args(argv)
+
+    from mnist_sum_keras.contract import check_numbers
+
+    try:
+        check_numbers(args.number, len(args.images))  # Before any slow work.
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    from mnist_sum_keras.export import existing_versions
+    from mnist_sum_keras.loading import load_any_model
+    from mnist_sum_keras.predict import load_image, predict_digits
+
+    try:
+        images = [load_image(path) for path in args.images]
+        model_path = args.model
+        if model_path is None:
+            versions = existing_versions(RELEASED)
+            if not versions:
+                raise ValueError(f"No released model under {RELEASED}; pass --model")
+            model_path = os.path.join(RELEASED, str(versions[-1]))
+        model = load_any_model(model_path)
+        results = predict_digits(model, images, args.number)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for path, result in zip(args.images, results):
+        if args.json:
+            print(json.dumps({"image": path, **result}))
+        else:
+            print(f"{path}: digit {result['digit']} ({100 * result['digit_probability']:.1f}%)"
+                  f" + {result['number']} = sum {result['sum']} "
+                  f"({100 * result['sum_probability']:.1f}%)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
