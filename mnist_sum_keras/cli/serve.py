@@ -11,8 +11,8 @@ import sys
 
 from mnist_sum_keras.config import DATA_ENV_VAR, MODEL_NAME, Config
 
-RELEASED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                        Config().output_dir, MODEL_NAME)
+# Where `train.py` releases by default: relative to the working directory.
+RELEASED = os.path.join(Config().output_dir, MODEL_NAME)
 
 
 def main(argv=None):
