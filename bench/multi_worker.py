@@ -14,7 +14,6 @@ import argparse
 import dataclasses
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -75,23 +74,13 @@ def _result(process, timeout):
     return json.loads(stdout.strip().splitlines()[-1])
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def scaling(args, timeout=900):
     """One process, two threads; then two workers, one thread each."""
     one = _result(_child(args, threads=2), timeout)
-    hosts = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-    workers = [_child(args, threads=1, env={"TF_CONFIG": json.dumps({
-        "cluster": {"worker": hosts}, "task": {"type": "worker", "index": i}})})
-        for i in range(2)]
+    from mnist_sum_keras.distribute import local_cluster
+
+    workers = [_child(args, threads=1, env={"TF_CONFIG": tf_config})
+               for tf_config in local_cluster(2)]
     try:
         two = [_result(p, timeout) for p in workers]
     finally:

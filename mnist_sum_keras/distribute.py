@@ -1,7 +1,9 @@
 """tf.distribute strategies: one device, several local devices, several machines."""
 
 import contextlib
+import json
 import os
+import socket
 
 import tensorflow as tf
 
@@ -97,3 +99,25 @@ def is_chief(strategy):
         return True
     has_chief = "chief" in resolver.cluster_spec().as_dict()
     return task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def local_cluster(workers):
+    """`TF_CONFIG` values for `workers` processes on this machine (tests, benchmarks).
+
+    Binds each port on 127.0.0.1 to pick a free one, then frees it for the
+    worker; another process could take it in between, which a test then
+    reports as a failed start.
+
+    Returns:
+        One JSON string per worker index.
+    """
+    sockets = [socket.socket() for _ in range(workers)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        hosts = [f"127.0.0.1:{s.getsockname()[1]}" for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+    return [json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": i}})
+            for i in range(workers)]

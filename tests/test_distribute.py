@@ -9,7 +9,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ import tensorflow as tf
 
 from conftest import ROOT, write_npz
 from mnist_sum_keras import multi_worker_shim
-from mnist_sum_keras.distribute import is_chief, make_strategy
+from mnist_sum_keras.distribute import is_chief, local_cluster, make_strategy
 from mnist_sum_keras.model import IntegerCheck  # noqa: F401 (registers it for loading)
 
 TRAIN = os.path.join(ROOT, "scripts", "train.py")
@@ -47,6 +46,14 @@ def test_make_strategy_errors(monkeypatch):
     assert is_chief(make_strategy("default"))
 
 
+def test_local_cluster_gives_each_worker_its_task():
+    configs = [json.loads(c) for c in local_cluster(3)]
+    hosts = configs[0]["cluster"]["worker"]
+    assert len(set(hosts)) == 3 and all(h.startswith("127.0.0.1:") for h in hosts)
+    assert [c["task"] for c in configs] == [{"type": "worker", "index": i} for i in range(3)]
+    assert all(c["cluster"] == configs[0]["cluster"] for c in configs)
+
+
 def _train_mirrored(data, out, epochs):
     result = subprocess.run(
         [sys.executable, TRAIN, "--data", data, "--output-dir", str(out),
@@ -68,16 +75,6 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path, data):
     assert out_probs["sum"].shape == (2, 19)
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 class Workers:
     """Two `train.py --strategy multi-worker` processes on loopback, always reaped."""
 
@@ -90,10 +87,8 @@ class Workers:
         self.processes = []
 
     def start(self):
-        hosts = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-        for index in range(2):
-            env = dict(os.environ, TMPDIR=str(self.temp), TF_CONFIG=json.dumps({
-                "cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}}))
+        for index, tf_config in enumerate(local_cluster(2)):
+            env = dict(os.environ, TMPDIR=str(self.temp), TF_CONFIG=tf_config)
             self.processes.append(subprocess.Popen(
                 [sys.executable, TRAIN, "--output-dir", str(self.tmp_path / f"out{index}"),
                  "--strategy", "multi-worker", *self.args],
