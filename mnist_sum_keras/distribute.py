@@ -45,7 +45,7 @@ def make_strategy(name, devices=None):
 
 
 def _is_cpu(device):
-    return tf.DeviceSpec.from_string(device).device_type in ("CPU", "cpu")
+    return tf.DeviceSpec.from_string(device).device_type == "CPU"
 
 
 def _split_cpu(count):
