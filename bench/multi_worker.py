@@ -30,10 +30,9 @@ def measure(args):
     import keras
 
     from bench.run import _StepTimer
-    from mnist_sum_keras import data, multi_worker_shim
+    from mnist_sum_keras import data
     from mnist_sum_keras.config import Config
-    from mnist_sum_keras.distribute import replica_mean_moving_statistics
-    from mnist_sum_keras.model import build_model, compile_model
+    from mnist_sum_keras.train import compiled_model
 
     config = Config(data_path=args.data)
     if args.quick:
@@ -45,15 +44,12 @@ def measure(args):
     (x, y), _ = data.load_mnist(args.data)
     dataset = data.make_dataset(x, y, batch_size=args.global_batch, training=True,
                                 seed=config.seed).take(1 + args.steps)
-    with strategy.scope(), replica_mean_moving_statistics():
-        model = compile_model(build_model(config), config, args.steps)
-    multi_worker_shim.apply(model, strategy)
+    model = compiled_model(config, strategy, args.steps)
     timer = _StepTimer()
     model.fit(dataset, verbose=0, shuffle=False, callbacks=[timer])
     # From the end of the first step (tracing and start-up) to the end of the last.
     seconds_per_step = (timer.last - timer.first) / timer.steps
     print(json.dumps({"examples_per_s": args.global_batch / seconds_per_step,
-                      "parameters": model.count_params(),
                       "trainable_bytes": 4 * sum(int(w.numpy().size)
                                                  for w in model.trainable_weights)}))
 

@@ -36,6 +36,19 @@ def load_datasets(config):
     return {"train": train, "validation": validation, "test": test}
 
 
+def compiled_model(config, strategy, steps_per_epoch):
+    """`build_model(config)`, compiled, ready to `fit` under `strategy`.
+
+    Built in the strategy's scope with batch-norm statistics averaged over
+    replicas, and patched by `multi_worker_shim` (only under
+    MultiWorkerMirroredStrategy).
+    """
+    with strategy.scope(), replica_mean_moving_statistics():
+        model = compile_model(build_model(config), config, steps_per_epoch)
+    multi_worker_shim.apply(model, strategy)
+    return model
+
+
 def train(config, work_dir, datasets=None, verbose="auto", strategy=None, callbacks=()):
     """Trains a fresh model; an interrupted call resumes when called again.
 
@@ -71,9 +84,7 @@ def train(config, work_dir, datasets=None, verbose="auto", strategy=None, callba
     val_ds = (data.make_dataset(*validation, batch_size=1000, training=False,
                                 seed=config.seed) if has_validation else None)
     steps_per_epoch = math.ceil(len(train_images) / global_batch)
-    with strategy.scope(), replica_mean_moving_statistics():
-        model = compile_model(build_model(config), config, steps_per_epoch)
-    multi_worker_shim.apply(model, strategy)  # Only under MultiWorkerMirroredStrategy.
+    model = compiled_model(config, strategy, steps_per_epoch)
 
     os.makedirs(work_dir, exist_ok=True)
     best_path = os.path.join(work_dir, BEST_CHECKPOINT)
@@ -141,9 +152,8 @@ def _worker_dir(config, strategy):
 
 
 def _copy_outside_strategy(model, config):
-    """The same network and weights, built and compiled on the default strategy."""
-    with tf.distribute.get_strategy().scope():
-        copy = build_model(config)
+    """The same network and weights, built outside any strategy's scope."""
+    copy = build_model(config)
     copy.set_weights(model.get_weights())
     return copy
 
@@ -182,13 +192,13 @@ def run(config, datasets=None, verbose="auto", strategy=None):
                      strategy=strategy)
     if not chief:  # Kept until here, so that a restarted worker resumes too.
         shutil.rmtree(work_dir, ignore_errors=True)
+    if not chief:
+        return {"chief": False, "weights_sha256": weights_digest(model)}
     if multi_worker_shim.is_multi_worker(strategy):
         # Under MultiWorkerMirroredStrategy every predict or evaluate call is a
         # collective that all workers must join; the chief alone evaluates and
         # exports, so it does that on a copy of the weights outside the strategy.
         model = _copy_outside_strategy(model, config)
-    if not chief:
-        return {"chief": False, "weights_sha256": weights_digest(model)}
     train_seconds = time.perf_counter() - start
 
     figures = evaluate(model, *datasets["test"], verbose=verbose)

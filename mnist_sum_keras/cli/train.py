@@ -55,8 +55,7 @@ def main(argv=None):
     verbose, strategy_name, devices = (args.pop(k) for k in ("verbose", "strategy",
                                                              "devices"))
     try:
-        config = Config(**{k: tuple(v) if isinstance(v, list) else v
-                           for k, v in args.items()})
+        config = Config(**args)  # Config makes the lists of N flags tuples.
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
