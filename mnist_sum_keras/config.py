@@ -52,6 +52,12 @@ class Config:
         max_shift: Largest random translation, as a fraction of the image side.
         max_rotation: Largest random rotation, as a fraction of a full turn.
         max_zoom: Largest random zoom in or out, as a fraction of the size.
+        max_aspect: Largest random stretch of the width against the height,
+            as a fraction.
+        max_shear: Largest random horizontal shear (shift per pixel of height).
+        elastic_alpha: Scale, in pixels, of the random elastic distortion
+            (Simard et al. 2003); 0 turns it off.
+        elastic_sigma: Smoothness, in pixels, of the elastic distortion.
         data_path: Local MNIST npz in the Keras layout; None downloads it with
             `keras.datasets.mnist.load_data()` (or reads `MNIST_SUM_DATA`).
         output_dir: Folder that receives `mnist_sum/<version>/` exports.
@@ -75,6 +81,10 @@ class Config:
     max_shift: float = 0.1
     max_rotation: float = 0.03
     max_zoom: float = 0.1
+    max_aspect: float = 0.0
+    max_shear: float = 0.0
+    elastic_alpha: float = 0.0
+    elastic_sigma: float = 5.0
     data_path: str | None = None
     output_dir: str = "saved_models"
 

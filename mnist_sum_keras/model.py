@@ -5,23 +5,21 @@ import tensorflow as tf
 from keras import layers
 
 from mnist_sum_keras import contract
+from mnist_sum_keras.augment import RandomDistortion
 from mnist_sum_keras.config import IMAGE_SHAPE, NUM_DIGITS, NUM_SUMS
 
 
 def _augmentation(config):
-    # Small shifts, rotations and zooms: the variations of handwriting that
-    # MNIST's centring leaves. Active in training only (Keras' data layers);
-    # a size of 0 leaves the layer out.
-    fill = {"fill_mode": "constant", "fill_value": 0.0}
-    layers_ = []
-    if config.max_rotation:
-        layers_.append(layers.RandomRotation(config.max_rotation, seed=config.seed, **fill))
-    if config.max_zoom:
-        layers_.append(layers.RandomZoom(config.max_zoom, seed=config.seed + 1, **fill))
-    if config.max_shift:
-        layers_.append(layers.RandomTranslation(
-            config.max_shift, config.max_shift, seed=config.seed + 2, **fill))
-    return layers_
+    # Rotations, zooms, stretches, shears, shifts and elastic bends: the
+    # variations of handwriting that MNIST's centring leaves, in one
+    # resampling per image (training only; nothing when all sizes are 0).
+    sizes = {"max_rotation": config.max_rotation, "max_zoom": config.max_zoom,
+             "max_aspect": config.max_aspect, "max_shear": config.max_shear,
+             "max_shift": config.max_shift, "elastic_alpha": config.elastic_alpha}
+    if not any(sizes.values()):
+        return []
+    return [RandomDistortion(**sizes, elastic_sigma=config.elastic_sigma,
+                             seed=config.seed, name="distort")]
 
 
 @keras.saving.register_keras_serializable(package="mnist_sum_keras")

@@ -1,0 +1,145 @@
+"""Training-time distortion of digit images: one random affine + elastic warp."""
+
+import math
+
+import keras
+import tensorflow as tf
+from keras import layers
+
+
+def _gaussian_matrix(size, sigma):
+    """`(size, size)` matrix whose product with a vector blurs it (zero padded)."""
+    x = tf.range(size, dtype=tf.float32)
+    d = x[:, tf.newaxis] - x[tf.newaxis, :]
+    weights = tf.exp(-0.5 * tf.square(d / sigma))
+    # Normalised as the full, untruncated kernel: sum over all integer offsets.
+    radius = tf.range(-4 * size, 4 * size + 1, dtype=tf.float32)
+    return weights / tf.reduce_sum(tf.exp(-0.5 * tf.square(radius / sigma)))
+
+
+def _smooth(fields, sigma):
+    """Gaussian-blurs `(n, height, width)` fields (zero padded), as two matmuls."""
+    rows = _gaussian_matrix(fields.shape[1], sigma)
+    cols = _gaussian_matrix(fields.shape[2], sigma)
+    return tf.einsum("ij,njk,lk->nil", rows, fields, cols)
+
+
+def bilinear_sample(images, rows, cols):
+    """Samples `(batch, h, w)` images at float coordinates, zero outside.
+
+    Args:
+        images: float `(batch, h, w)`.
+        rows, cols: float `(batch, h', w')` source coordinates in pixels.
+
+    Returns:
+        float `(batch, h', w')`.
+    """
+    batch = tf.shape(images)[0]
+    height, width = images.shape[1], images.shape[2]
+    # One pixel of zeros around the image: a coordinate clipped into that
+    # border reads zeros, so anything outside the image is black.
+    padded = tf.pad(images, [[0, 0], [1, 1], [1, 1]])
+    rows = tf.clip_by_value(rows + 1.0, 0.0, height + 1.0)
+    cols = tf.clip_by_value(cols + 1.0, 0.0, width + 1.0)
+    r0, c0 = tf.floor(rows), tf.floor(cols)
+    fr, fc = rows - r0, cols - c0
+    r0, c0 = tf.cast(r0, tf.int32), tf.cast(c0, tf.int32)
+    r1 = tf.minimum(r0 + 1, height + 1)
+    c1 = tf.minimum(c0 + 1, width + 1)
+    stride = width + 2
+    base = tf.reshape(tf.range(batch) * (height + 2) * stride, (-1, 1, 1))
+    flat = tf.reshape(padded, (-1,))
+
+    def at(r, c):
+        return tf.gather(flat, base + r * stride + c)
+
+    top = at(r0, c0) * (1 - fc) + at(r0, c1) * fc
+    bottom = at(r1, c0) * (1 - fc) + at(r1, c1) * fc
+    return top * (1 - fr) + bottom * fr
+
+
+@keras.saving.register_keras_serializable(package="mnist_sum_keras")
+class RandomDistortion(layers.Layer):
+    """Randomly rotates, scales, shears, shifts and elastically bends digits.
+
+    Each training image gets its own affine map (rotation, zoom, aspect,
+    shear, shift) plus a smooth random displacement field (Simard et al.,
+    2003: uniform noise blurred by a Gaussian of `elastic_sigma` pixels and
+    scaled by `elastic_alpha`); both become one set of source coordinates and
+    the image is resampled once, bilinearly, with black outside. Inference
+    passes images through unchanged.
+
+    Args:
+        max_rotation: largest rotation, as a fraction of a full turn.
+        max_zoom: largest zoom in or out, as a fraction of the size.
+        max_aspect: largest extra stretch of the width against the height.
+        max_shear: largest horizontal shear (x shift per pixel of y).
+        max_shift: largest translation, as a fraction of the image side.
+        elastic_alpha: displacement scale of the elastic field (0: none).
+        elastic_sigma: smoothness of the elastic field, in pixels.
+        seed: seeds the random draws.
+
+    Input and output: float `(batch, height, width, 1)`.
+    """
+
+    def __init__(self, max_rotation=0.0, max_zoom=0.0, max_aspect=0.0, max_shear=0.0,
+                 max_shift=0.0, elastic_alpha=0.0, elastic_sigma=4.0, seed=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.max_rotation, self.max_zoom = max_rotation, max_zoom
+        self.max_aspect, self.max_shear, self.max_shift = max_aspect, max_shear, max_shift
+        self.elastic_alpha, self.elastic_sigma = elastic_alpha, elastic_sigma
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def _uniform(self, batch, limit):
+        return keras.random.uniform((batch,), -limit, limit, seed=self.seed_generator)
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        x = images[..., 0]
+        batch = tf.shape(x)[0]
+        height, width = x.shape[1], x.shape[2]
+        angle = self._uniform(batch, self.max_rotation * 2 * math.pi)
+        zoom = 1.0 + self._uniform(batch, self.max_zoom)
+        aspect = 1.0 + self._uniform(batch, self.max_aspect)
+        shear = self._uniform(batch, self.max_shear)
+        shift_r = self._uniform(batch, self.max_shift * height)
+        shift_c = self._uniform(batch, self.max_shift * width)
+        # Output pixel (r, c), centred, maps to the source pixel
+        # R(angle) @ diag(zoom, zoom * aspect) @ [[1, 0], [shear, 1]] @ (r, c)
+        # + centre + shift (as Keras' transform layers, output to source).
+        cos, sin = tf.cos(angle), tf.sin(angle)
+        sr, sc = zoom, zoom * aspect
+        a = [[cos * sr + (-sin * sc) * shear, -sin * sc],
+             [sin * sr + cos * sc * shear, cos * sc]]
+        centre_r, centre_c = (height - 1) / 2, (width - 1) / 2
+        grid_r, grid_c = tf.meshgrid(tf.range(height, dtype=tf.float32) - centre_r,
+                                     tf.range(width, dtype=tf.float32) - centre_c,
+                                     indexing="ij")
+
+        def per_image(v):
+            return tf.reshape(v, (-1, 1, 1))
+
+        rows = (per_image(a[0][0]) * grid_r + per_image(a[0][1]) * grid_c
+                + centre_r + per_image(shift_r))
+        cols = (per_image(a[1][0]) * grid_r + per_image(a[1][1]) * grid_c
+                + centre_c + per_image(shift_c))
+        if self.elastic_alpha:
+            noise = keras.random.uniform((2 * batch, height, width), -1.0, 1.0,
+                                         seed=self.seed_generator)
+            fields = _smooth(noise, self.elastic_sigma) * self.elastic_alpha
+            rows += fields[:batch]
+            cols += fields[batch:]
+        return bilinear_sample(x, rows, cols)[..., tf.newaxis]
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "max_rotation": self.max_rotation,
+                "max_zoom": self.max_zoom, "max_aspect": self.max_aspect,
+                "max_shear": self.max_shear, "max_shift": self.max_shift,
+                "elastic_alpha": self.elastic_alpha,
+                "elastic_sigma": self.elastic_sigma, "seed": self.seed}
