@@ -63,7 +63,7 @@ class Config:
         output_dir: Folder that receives `mnist_sum/<version>/` exports.
     """
 
-    epochs: int = 32
+    epochs: int = 30
     batch_size: int = 128
     learning_rate: float = 3e-3
     warmup_epochs: float = 1.0
@@ -81,8 +81,8 @@ class Config:
     max_shift: float = 0.1
     max_rotation: float = 0.03
     max_zoom: float = 0.1
-    max_aspect: float = 0.0
-    max_shear: float = 0.0
+    max_aspect: float = 0.1
+    max_shear: float = 0.1
     elastic_alpha: float = 0.0
     elastic_sigma: float = 5.0
     data_path: str | None = None

@@ -1,0 +1,81 @@
+"""Tests of the training-time distortion layer."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import synthetic_digits
+from mnist_sum_keras.augment import RandomDistortion, bilinear_sample
+
+ALL = {"max_rotation": 0.03, "max_zoom": 0.1, "max_aspect": 0.1, "max_shear": 0.1,
+       "max_shift": 0.1, "elastic_alpha": 34.0, "elastic_sigma": 5.0}
+
+
+def _images(count=8):
+    images, _ = synthetic_digits(count)
+    return (images.astype("float32") / 255)[..., np.newaxis]
+
+
+def test_inference_passes_images_through_unchanged():
+    images = _images()
+    layer = RandomDistortion(**ALL, seed=1)
+    np.testing.assert_array_equal(layer(images, training=False), images)
+    np.testing.assert_array_equal(layer(images), images)
+
+
+def test_all_sizes_zero_is_the_identity_in_training():
+    images = _images()
+    np.testing.assert_array_equal(RandomDistortion(seed=1)(images, training=True), images)
+
+
+def test_distortion_changes_each_image_differently_and_stays_in_range():
+    images = np.repeat(_images(1), 6, axis=0)  # One image six times.
+    out = RandomDistortion(**ALL, seed=1)(images, training=True).numpy()
+    assert out.shape == images.shape and out.dtype == np.float32
+    assert out.min() >= 0.0 and out.max() <= 1.0  # Bilinear: convex mixes, zeros outside.
+    for i in range(1, 6):
+        assert not np.allclose(out[0], out[i])
+    # Most of the ink stays in the picture.
+    np.testing.assert_allclose(out.sum(axis=(1, 2, 3)), images.sum(axis=(1, 2, 3)), rtol=0.4)
+
+
+def test_the_same_seed_gives_the_same_draws():
+    images = _images()
+    a = RandomDistortion(**ALL, seed=7)(images, training=True)
+    b = RandomDistortion(**ALL, seed=7)(images, training=True)
+    c = RandomDistortion(**ALL, seed=8)(images, training=True)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+@pytest.mark.parametrize("size", sorted(ALL.keys() - {"elastic_sigma"}))
+def test_each_size_alone_distorts(size):
+    images = _images()
+    out = RandomDistortion(**{size: ALL[size]}, seed=1)(images, training=True)
+    assert not np.allclose(out, images)
+
+
+def test_bilinear_sample_shifts_by_whole_pixels_with_black_outside():
+    images = np.random.default_rng(0).random((2, 5, 6)).astype("float32")
+    rows, cols = np.meshgrid(np.arange(5), np.arange(6), indexing="ij")
+    rows = np.broadcast_to(rows - 2.0, (2, 5, 6)).astype("float32")  # Read 2 rows up.
+    cols = np.broadcast_to(cols + 1.0, (2, 5, 6)).astype("float32")  # 1 column right.
+    out = bilinear_sample(tf.constant(images), rows, cols).numpy()
+    expected = np.zeros_like(images)
+    expected[:, 2:, :-1] = images[:, :-2, 1:]
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+
+
+def test_bilinear_sample_interpolates_between_pixels():
+    images = tf.constant([[[0.0, 1.0], [2.0, 3.0]]])
+    out = bilinear_sample(images, tf.constant([[[0.5]]]), tf.constant([[[0.25]]]))
+    np.testing.assert_allclose(out.numpy(), [[[0.25 * 1 + 0.5 * 2]]], atol=1e-6)
+
+
+def test_config_round_trip():
+    layer = RandomDistortion(**ALL, seed=3, name="distort")
+    copy = RandomDistortion.from_config(layer.get_config())
+    assert copy.get_config() == layer.get_config()
+    assert keras.saving.get_registered_object(
+        "mnist_sum_keras>RandomDistortion") is RandomDistortion
