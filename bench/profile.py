@@ -25,10 +25,10 @@ from mnist_sum_keras.model import build_model, compile_model
 
 # (kind, test on the op's scope path and type), first match wins.
 KINDS = (
+    ("augmentation", lambda path, op: "/distort/" in path),
     ("conv backward", lambda path, op: "Conv2DBackprop" in op),
     ("conv forward", lambda path, op: "Conv2D" in op),
     ("batch-norm", lambda path, op: "_bn" in path),
-    ("augmentation", lambda path, op: "/random_" in path),
     ("pooling", lambda path, op: "_pool" in path),
     ("relu", lambda path, op: "relu" in path.lower()),
     ("dense", lambda path, op: "MatMul" in op),

@@ -11,16 +11,15 @@ import shutil
 
 import pytest
 
-from conftest import ROOT, Running
+from conftest import RELEASE, RELEASED, Running
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-RELEASED = os.path.join(ROOT, "saved_models", "mnist_sum")
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.large,  # A browser process.
     pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
                        reason="needs Debian's chromium and chromium-driver"),
-    pytest.mark.skipif(not os.path.isdir(os.path.join(RELEASED, "1")),
+    pytest.mark.skipif(RELEASE is None,
                        reason="needs the released model"),
 ]
 WAIT_SECONDS = 60   # Every wait on the page is bounded by this.

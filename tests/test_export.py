@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import synthetic_digits
+from conftest import RELEASED, synthetic_digits
 from mnist_sum_keras import contract, export
 from mnist_sum_keras.config import Config
 from mnist_sum_keras.model import build_model
@@ -149,3 +149,24 @@ def test_saved_model_cli_show_and_run(exported, tmp_path):
         capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "sum_probabilities" in run.stdout
+
+
+def test_the_repository_releases_the_default_model_once():
+    # Any change to the default training retrains the release in the same change.
+    import json
+
+    import keras
+
+    from mnist_sum_keras.train import weights_digest
+
+    versions = export.existing_versions(RELEASED)
+    assert len(versions) == 1, f"only the current release belongs in {RELEASED}: {versions}"
+    stem = os.path.join(RELEASED, f"v{versions[0]}")
+    for suffix in (".keras", ".config.json", ".history.csv", ".metrics.json"):
+        assert os.path.isfile(stem + suffix), stem + suffix
+    assert Config.from_json(stem + ".config.json") == Config()
+    with open(stem + ".metrics.json") as f:
+        metrics = json.load(f)
+    assert metrics["version"] == versions[0]
+    model = keras.saving.load_model(stem + ".keras")
+    assert weights_digest(model) == metrics["weights_sha256"]

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image, ImageDraw, ImageFont
 
-from conftest import ROOT, call_main, png_claiming
+from conftest import RELEASE, ROOT, call_main, png_claiming
 from mnist_sum_keras.config import DATA_ENV_VAR
 from mnist_sum_keras.contract import check_images, check_numbers
 from mnist_sum_keras.data import load_mnist
@@ -243,12 +243,9 @@ def test_predict_script_errors(tmp_path, args, message):
     assert stdout == ""
 
 
-RELEASED = os.path.join(ROOT, "saved_models", "mnist_sum")
-
-
 @pytest.mark.large
 @pytest.mark.skipif(not os.environ.get(DATA_ENV_VAR), reason=f"needs ${DATA_ENV_VAR}")
-@pytest.mark.skipif(not os.path.isdir(os.path.join(RELEASED, "1")),
+@pytest.mark.skipif(RELEASE is None,
                     reason="needs the released model")
 def test_png_round_trip_matches_array_prediction(tmp_path):
     import json
@@ -265,7 +262,7 @@ def test_png_round_trip_matches_array_prediction(tmp_path):
     result = _predict_script(*paths, "--number", *map(str, numbers), "--json")
     assert result.returncode == 0, result.stderr
     from_png = [json.loads(line) for line in result.stdout.splitlines()]
-    model = load_any_model(os.path.join(RELEASED, "1"))
+    model = load_any_model(RELEASE)
     from_array = predict_digits(model, images[picks], numbers)
     for png, array in zip(from_png, from_array):
         assert (png["digit"], png["sum"]) == (array["digit"], array["sum"])
@@ -284,7 +281,7 @@ USER_STYLE = {   # name: (PIL image, format)
 }
 
 
-@pytest.mark.skipif(not os.path.isdir(os.path.join(RELEASED, "1")),
+@pytest.mark.skipif(RELEASE is None,
                     reason="needs the released model")
 def test_predict_image_signature_answers_as_predict_script(tmp_path):
     from mnist_sum_keras.contract import PREDICT_IMAGE_KEY
@@ -293,13 +290,13 @@ def test_predict_image_signature_answers_as_predict_script(tmp_path):
     names = sorted(USER_STYLE)
     contents = [_encoded(*USER_STYLE[name]) for name in names]
     numbers = np.arange(len(names), dtype=np.int32) % 10
-    served = tf.saved_model.load(os.path.join(RELEASED, "1")).signatures[PREDICT_IMAGE_KEY](
+    served = tf.saved_model.load(RELEASE).signatures[PREDICT_IMAGE_KEY](
         image_bytes=tf.constant(contents), number=tf.constant(numbers))
     paths = []
     for _name, data in zip(names, contents):
         paths.append(tmp_path / f"{len(paths)}.img")
         paths[-1].write_bytes(data)
-    model = load_any_model(os.path.join(RELEASED, "1"))
+    model = load_any_model(RELEASE)
     local = predict_digits(model, [load_image(str(p)) for p in paths], numbers)
     assert [r["digit"] for r in local] == served["digit"].numpy().tolist()
     assert [r["sum"] for r in local] == served["sum"].numpy().tolist()
