@@ -1,6 +1,6 @@
 """predict_image vs serving_default on the MNIST test images sent as PNG files.
 
-    python -m bench.agreement [--data PATH] [--model saved_models/mnist_sum/1]
+    python -m bench.agreement [--data PATH] [--model saved_models/mnist_sum/<version>]
 
 Encodes every test image as a PNG, sends it to the `predict_image` signature
 (decode + MNIST-style preprocessing in the graph) and the raw pixels to
@@ -9,6 +9,7 @@ how many answers differ. Prints figures; it is not a pass/fail test.
 """
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -16,12 +17,16 @@ import tensorflow as tf
 
 from mnist_sum_keras.contract import PREDICT_IMAGE_KEY, SIGNATURE_KEY
 from mnist_sum_keras.data import fixed_numbers, load_mnist
+from mnist_sum_keras.export import existing_versions
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=None, help="MNIST npz (default: $MNIST_SUM_DATA)")
-    parser.add_argument("--model", default="saved_models/mnist_sum/1")
+    released = os.path.join("saved_models", "mnist_sum")
+    parser.add_argument("--model", default=os.path.join(
+        released, str(max(existing_versions(released), default=1))),
+        help="a SavedModel (default: the released, highest version)")
     parser.add_argument("--batch", type=int, default=500)
     args = parser.parse_args(argv)
     _, (images, digits) = load_mnist(args.data)
