@@ -25,7 +25,8 @@ from mnist_sum_keras.model import build_model, compile_model
 
 # (kind, test on the op's scope path and type), first match wins.
 KINDS = (
-    ("augmentation", lambda path, op: "/distort/" in path),
+    # "distort", or "distort_1" when Keras numbers a second model's layer.
+    ("augmentation", lambda path, op: "/distort" in path),
     ("conv backward", lambda path, op: "Conv2DBackprop" in op),
     ("conv forward", lambda path, op: "Conv2D" in op),
     ("batch-norm", lambda path, op: "_bn" in path),

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from conftest import ROOT
-from mnist_sum_keras.config import DATA_ENV_VAR
+from conftest import ROOT, call_main
+from mnist_sum_keras.config import DATA_ENV_VAR, Config
 
 
 @pytest.mark.large
@@ -67,16 +67,17 @@ def test_op_time_by_kind_sums_step_ops_by_kind():
              2: "StatefulPartitionedCall/gradient_tape/m/stage0a_conv/convolution/"
                 "Conv2DBackpropInput:_MklNativeConv2DBackpropInput",
              3: "StatefulPartitionedCall/m/stage0a_bn/FusedBatchNormV3:_MklNativeFusedBatchNormEx",
-             4: "ExecutorState::Process"}  # a runtime wrapper, not an op: left out
+             4: "ExecutorState::Process",  # a runtime wrapper, not an op: left out
+             5: "StatefulPartitionedCall/m/distort_1/GatherV2_1:GatherV2"}
     for key, name in names.items():
         plane.event_metadata[key].name = name
     line = plane.lines.add()
-    for key, picoseconds in ((1, 1e9), (2, 2e9), (3, 1e9), (4, 50e9), (2, 4e9)):
+    for key, picoseconds in ((1, 1e9), (2, 2e9), (3, 1e9), (4, 50e9), (2, 4e9), (5, 2e9)):
         line.events.add(metadata_id=key, duration_ps=int(picoseconds))
     profile = op_time_by_kind(space)
     assert profile["kinds"] == pytest.approx(
-        {"conv backward": 0.75, "conv forward": 0.125, "batch-norm": 0.125})
-    assert profile["op_seconds"] == pytest.approx(8e-3)
+        {"conv backward": 0.6, "conv forward": 0.1, "batch-norm": 0.1, "augmentation": 0.2})
+    assert profile["op_seconds"] == pytest.approx(10e-3)
     assert next(iter(profile["top_ops"])) == "_MklNativeConv2DBackpropInput"
 
 
@@ -95,3 +96,14 @@ def test_multi_worker_scaling_quick(tmp_path):
     assert scaling["one_process_two_threads_examples_per_s"] > 0
     assert scaling["two_workers_one_thread_examples_per_s"] > 0
     assert scaling["gradient_bytes_per_step"] > 0
+
+
+@pytest.mark.skipif(not os.environ.get(DATA_ENV_VAR), reason=f"needs ${DATA_ENV_VAR}")
+def test_augmentation_bench_times_each_candidate():
+    from bench import augmentation
+
+    code, out, _ = call_main(augmentation.main, "--batches", "2")
+    assert code == 0
+    lines = out.splitlines()
+    assert [line.split()[0] for line in lines] == list(augmentation.candidates(Config()))
+    assert all(float(line.split()[1]) > 0 for line in lines)
