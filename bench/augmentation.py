@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from mnist_sum_keras import data
-from mnist_sum_keras.augment import RandomDistortion
+from mnist_sum_keras.augment import RandomDistortion, distortion_sizes
 from mnist_sum_keras.config import Config
 
 
@@ -29,14 +29,12 @@ def candidates(config):
         keras.layers.RandomRotation(config.max_rotation, seed=1, **fill),
         keras.layers.RandomZoom(config.max_zoom, seed=2, **fill),
         keras.layers.RandomTranslation(config.max_shift, config.max_shift, seed=3, **fill)])
-    sizes = {"max_rotation": config.max_rotation, "max_zoom": config.max_zoom,
-             "max_aspect": config.max_aspect, "max_shear": config.max_shear,
-             "max_shift": config.max_shift}
+    sizes = dict(distortion_sizes(config), elastic_alpha=0.0)
     return {
         "keras_three_layers": keras_layers,
         "random_distortion": RandomDistortion(**sizes, seed=1),
         "random_distortion_elastic": RandomDistortion(
-            **sizes, elastic_alpha=34.0, elastic_sigma=config.elastic_sigma, seed=1),
+            **dict(sizes, elastic_alpha=34.0), elastic_sigma=config.elastic_sigma, seed=1),
     }
 
 

@@ -58,6 +58,16 @@ def bilinear_sample(images, rows, cols):
     return top * (1 - fr) + bottom * fr
 
 
+# The `Config` fields that size the distortion (all 0: no distortion layer).
+SIZE_FIELDS = ("max_rotation", "max_zoom", "max_aspect", "max_shear", "max_shift",
+               "elastic_alpha")
+
+
+def distortion_sizes(config):
+    """`{field: value}` of `SIZE_FIELDS` in `config`, the layer's keyword arguments."""
+    return {name: getattr(config, name) for name in SIZE_FIELDS}
+
+
 @keras.saving.register_keras_serializable(package="mnist_sum_keras")
 class RandomDistortion(layers.Layer):
     """Randomly rotates, scales, shears, shifts and elastically bends digits.
@@ -83,7 +93,7 @@ class RandomDistortion(layers.Layer):
     """
 
     def __init__(self, max_rotation=0.0, max_zoom=0.0, max_aspect=0.0, max_shear=0.0,
-                 max_shift=0.0, elastic_alpha=0.0, elastic_sigma=4.0, seed=None,
+                 max_shift=0.0, elastic_alpha=0.0, elastic_sigma=5.0, seed=None,
                  **kwargs):
         super().__init__(**kwargs)
         self.max_rotation, self.max_zoom = max_rotation, max_zoom

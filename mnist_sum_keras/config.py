@@ -109,6 +109,16 @@ class Config:
         if not 0 <= self.ema_momentum < 1:
             raise ValueError("ema_momentum must be in [0, 1). "
                              f"Received: ema_momentum={self.ema_momentum}")
+        # Distortion sizes; a zoom or stretch of 1 could shrink an image to nothing.
+        for name, upper in (("max_shift", None), ("max_rotation", None), ("max_zoom", 1),
+                            ("max_aspect", 1), ("max_shear", None), ("elastic_alpha", None)):
+            value = getattr(self, name)
+            if value < 0 or (upper is not None and value >= upper):
+                expected = f"in [0, {upper})" if upper else ">= 0"
+                raise ValueError(f"{name} must be {expected}. Received: {name}={value}")
+        if not self.elastic_sigma > 0:
+            raise ValueError("elastic_sigma must be > 0. "
+                             f"Received: elastic_sigma={self.elastic_sigma}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}. "
                              f"Received: optimizer={self.optimizer!r}")

@@ -5,7 +5,7 @@ import tensorflow as tf
 from keras import layers
 
 from mnist_sum_keras import contract
-from mnist_sum_keras.augment import RandomDistortion
+from mnist_sum_keras.augment import RandomDistortion, distortion_sizes
 from mnist_sum_keras.config import IMAGE_SHAPE, NUM_DIGITS, NUM_SUMS
 
 
@@ -13,9 +13,7 @@ def _augmentation(config):
     # Rotations, zooms, stretches, shears, shifts and elastic bends: the
     # variations of handwriting that MNIST's centring leaves, in one
     # resampling per image (training only; nothing when all sizes are 0).
-    sizes = {"max_rotation": config.max_rotation, "max_zoom": config.max_zoom,
-             "max_aspect": config.max_aspect, "max_shear": config.max_shear,
-             "max_shift": config.max_shift, "elastic_alpha": config.elastic_alpha}
+    sizes = distortion_sizes(config)
     if not any(sizes.values()):
         return []
     return [RandomDistortion(**sizes, elastic_sigma=config.elastic_sigma,
