@@ -17,18 +17,19 @@ import tensorflow as tf
 
 from mnist_sum_keras.contract import PREDICT_IMAGE_KEY, SIGNATURE_KEY
 from mnist_sum_keras.data import fixed_numbers, load_mnist
-from mnist_sum_keras.export import existing_versions
+from mnist_sum_keras.export import latest_version
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=None, help="MNIST npz (default: $MNIST_SUM_DATA)")
     released = os.path.join("saved_models", "mnist_sum")
-    parser.add_argument("--model", default=os.path.join(
-        released, str(max(existing_versions(released), default=1))),
-        help="a SavedModel (default: the released, highest version)")
+    parser.add_argument("--model", default=latest_version(released),
+                        help="a SavedModel (default: the released, highest version)")
     parser.add_argument("--batch", type=int, default=500)
     args = parser.parse_args(argv)
+    if args.model is None:
+        parser.error(f"no released model under {released}; pass --model")
     _, (images, digits) = load_mnist(args.data)
     numbers = fixed_numbers(len(images), seed=1)
     signatures = tf.saved_model.load(args.model).signatures

@@ -38,6 +38,12 @@ def existing_versions(base_dir):
                   if name.isdigit() and os.path.isdir(os.path.join(base_dir, name)))
 
 
+def latest_version(base_dir):
+    """The highest version folder under `base_dir` (what TF Serving serves), or None."""
+    versions = existing_versions(base_dir)
+    return os.path.join(base_dir, str(versions[-1])) if versions else None
+
+
 def next_version(base_dir):
     """One more than the highest version present, 1 for an empty folder."""
     return max(existing_versions(base_dir), default=0) + 1

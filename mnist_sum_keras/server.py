@@ -27,7 +27,7 @@ from tensorflow.core.framework import types_pb2
 
 from mnist_sum_keras import contract
 from mnist_sum_keras.config import MODEL_NAME
-from mnist_sum_keras.export import existing_versions
+from mnist_sum_keras.export import latest_version
 from mnist_sum_keras.predict import error_text
 
 WEB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")
@@ -63,11 +63,10 @@ class Servable:
         if os.path.isfile(os.path.join(model_dir, "saved_model.pb")):
             path, version = model_dir, os.path.basename(os.path.normpath(model_dir))
         else:
-            versions = existing_versions(model_dir)
-            if not versions:
+            path = latest_version(model_dir)
+            if path is None:
                 raise ValueError(f"No SavedModel version folder under {model_dir!r}")
-            version = str(versions[-1])
-            path = os.path.join(model_dir, version)
+            version = os.path.basename(path)
         self.name, self.version, self.path = name, version, path
         self.signatures = dict(tf.saved_model.load(path).signatures)
 

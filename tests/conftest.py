@@ -12,15 +12,14 @@ import numpy as np
 import pytest
 
 from mnist_sum_keras.config import Config
-from mnist_sum_keras.export import existing_versions
+from mnist_sum_keras.export import latest_version
 
 # The repository root (scripts/, saved_models/).
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The released model's base folder, and its SavedModel (the highest version;
 # `test_export` checks there is exactly one).
 RELEASED = os.path.join(ROOT, "saved_models", "mnist_sum")
-RELEASE = (os.path.join(RELEASED, str(existing_versions(RELEASED)[-1]))
-           if existing_versions(RELEASED) else None)
+RELEASE = latest_version(RELEASED)
 
 
 def call_main(main, *args):

@@ -38,6 +38,7 @@ def test_versions_count_up_and_never_overwrite(exported):
     second = export.export_saved_model(model, base)
     assert second == os.path.join(base, "2")
     assert export.existing_versions(base) == [1, 2]
+    assert export.latest_version(base) == second
     with pytest.raises(FileExistsError):
         export.export_saved_model(model, base, version=1)
     assert not [n for n in os.listdir(base) if n.startswith(".tmp")]
@@ -102,6 +103,7 @@ def test_failed_export_leaves_no_version(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="disk full"):
         export.export_saved_model(_small_model(), base)
     assert export.existing_versions(base) == []
+    assert export.latest_version(base) is None
     assert os.listdir(base) == []
 
 

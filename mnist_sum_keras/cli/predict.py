@@ -39,18 +39,15 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    from mnist_sum_keras.export import existing_versions
+    from mnist_sum_keras.export import latest_version
     from mnist_sum_keras.loading import load_any_model
     from mnist_sum_keras.predict import load_image, predict_digits
 
     try:
         images = [load_image(path) for path in args.images]
-        model_path = args.model
+        model_path = args.model or latest_version(RELEASED)
         if model_path is None:
-            versions = existing_versions(RELEASED)
-            if not versions:
-                raise ValueError(f"No released model under {RELEASED}; pass --model")
-            model_path = os.path.join(RELEASED, str(versions[-1]))
+            raise ValueError(f"No released model under {RELEASED}; pass --model")
         model = load_any_model(model_path)
         results = predict_digits(model, images, args.number)
     except ValueError as e:
