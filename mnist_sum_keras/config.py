@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 import re
 
 # Named constants of the task.
@@ -13,6 +14,9 @@ MODEL_NAME = "mnist_sum"
 DATA_ENV_VAR = "MNIST_SUM_DATA"
 SUM_MERGES = ("digit_probabilities", "features")
 OPTIMIZERS = ("adamw", "sgd")
+# What the convolution stages see: the 28x28 image, or its 2x2 blocks as 4
+# channels at 14x14 (`Config.stem`).
+STEMS = ("full_resolution", "space_to_depth")
 # tf.distribute strategies that `scripts/train.py --strategy` offers.
 STRATEGIES = ("default", "mirrored", "multi-worker")
 
@@ -36,6 +40,10 @@ class Config:
             evaluation numbers use `seed` too, so held-out pairs never change.
         validation_size: Images held out from the end of the training split for
             model selection (the test split is never used for that).
+        stem: What the first convolution stage sees: "space_to_depth" (each
+            2x2 block of pixels as 4 channels of a 14x14 image: a lossless
+            halving of the resolution before any convolution) or
+            "full_resolution" (the 28x28 image).
         conv_filters: Channels of each convolution stage; every stage is two
             3x3 conv + batch-norm + ReLU blocks followed by 2x2 max-pooling.
         feature_units: Width of the image embedding read by both heads.
@@ -72,6 +80,7 @@ class Config:
     ema_momentum: float = 0.0
     seed: int = 1
     validation_size: int = 5000
+    stem: str = "full_resolution"
     conv_filters: tuple = (16, 32, 64)
     feature_units: int = 128
     sum_units: tuple = (128, 128)
@@ -122,6 +131,14 @@ class Config:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}. "
                              f"Received: optimizer={self.optimizer!r}")
+        if self.stem not in STEMS:
+            raise ValueError(f"stem must be one of {STEMS}. Received: stem={self.stem!r}")
+        # Each stage halves the side (floor): it must stay at least 1 pixel.
+        side = IMAGE_SHAPE[0] // (2 if self.stem == "space_to_depth" else 1)
+        if not self.conv_filters or side // 2 ** len(self.conv_filters) < 1:
+            raise ValueError(
+                f"conv_filters must hold 1 to {int(math.log2(side))} stages with "
+                f"stem={self.stem!r}. Received: conv_filters={tuple(self.conv_filters)}")
         if self.sum_merge not in SUM_MERGES:
             raise ValueError(f"sum_merge must be one of {SUM_MERGES}. "
                              f"Received: sum_merge={self.sum_merge!r}")

@@ -6,6 +6,7 @@ Two signatures: `serving_default` (raw 28x28 pixels) and `predict_image`
 """
 
 import os
+import re
 import shutil
 import uuid
 
@@ -115,6 +116,86 @@ def write_warmup_requests(path, batch_sizes=WARMUP_BATCH_SIZES):
                 log = prediction_log_pb2.PredictionLog(
                     predict_log=prediction_log_pb2.PredictLog(request=request))
                 writer.write(log.SerializeToString())
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # Alive, another user's.
+        return True
+    return True
+
+
+def _remove_leftovers(base_dir, version):
+    """Removes what releases cut short by a kill left: `v<version>.*` entries
+    without their version folder, and staging folders of dead processes."""
+    for name in os.listdir(base_dir):
+        path = os.path.join(base_dir, name)
+        match = _STAGING.fullmatch(name)
+        leftover = (name.startswith(f"v{version}.") or
+                    (match is not None and not _pid_alive(int(match["pid"]))))
+        if leftover:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+
+
+_STAGING = re.compile(r"\.release-(?P<version>\d+)-(?P<pid>\d+)-[0-9a-f]{32}")
+
+
+def release(model, base_dir, files, version=None):
+    """Publishes `model` as SavedModel version `<version>/` with its `v<version>.*` files.
+
+    All or nothing: everything is written into a hidden staging folder
+    (`.release-<version>-<pid>-<random>`, which TF Serving and
+    `existing_versions` ignore), then the `v<version>.*` files are renamed
+    into `base_dir` and the version folder last, so a version that a server
+    can load always has all its files. A release that fails removes what it
+    wrote; one killed outright leaves at most a staging folder and, in the
+    instant between the renames, `v<version>.*` files without a version
+    folder, which the next release removes.
+
+    Args:
+        model: the trained Keras model.
+        base_dir: the model's base path (e.g. `saved_models/mnist_sum`).
+        files: `{suffix: write}`: `write(path)` makes the file or folder
+            `v<version><suffix>` at `path`, e.g. `{".keras": model.save}`.
+        version: integer version; default one more than the highest present.
+
+    Returns:
+        The path of the new version folder.
+    """
+    os.makedirs(base_dir, exist_ok=True)
+    version = next_version(base_dir) if version is None else int(version)
+    final = os.path.join(base_dir, str(version))
+    if os.path.exists(final):
+        raise FileExistsError(f"SavedModel version already exists: {final}")
+    _remove_leftovers(base_dir, version)
+    staging = os.path.join(base_dir, f".release-{version}-{os.getpid()}-{uuid.uuid4().hex}")
+    names = [f"v{version}{suffix}" for suffix in files]
+    moved = []
+    try:
+        export_saved_model(model, staging, version=version)
+        for name, write in zip(names, files.values()):
+            write(os.path.join(staging, name))
+        if os.path.exists(final):  # Another process released this version meanwhile.
+            raise FileExistsError(f"SavedModel version already exists: {final}")
+        for name in names:
+            os.replace(os.path.join(staging, name), os.path.join(base_dir, name))
+            moved.append(name)
+        # The version becomes visible last, in one rename.
+        os.rename(os.path.join(staging, str(version)), final)
+    except BaseException:
+        for name in moved:
+            path = os.path.join(base_dir, name)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
 
 
 def export_saved_model(model, base_dir, version=None):

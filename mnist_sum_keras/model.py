@@ -102,6 +102,16 @@ def _conv_block(x, filters, name, fused_batch_norm):
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
+def _space_to_depth(x):
+    # (28, 28, 1) -> (14, 14, 4): pixel (2i + a, 2j + b) becomes channel 2a + b
+    # of (i, j). Nothing is lost, and the first convolutions run on a quarter
+    # of the positions with 4x the channels (what CPUs' kernels do well).
+    height, width = IMAGE_SHAPE
+    x = layers.Reshape((height // 2, 2, width // 2, 2), name="stem_split")(x)
+    x = layers.Permute((1, 3, 2, 4), name="stem_permute")(x)
+    return layers.Reshape((height // 2, width // 2, 4), name="stem_merge")(x)
+
+
 def build_model(config):
     """Builds the uncompiled network.
 
@@ -128,6 +138,8 @@ def build_model(config):
     x = layers.Reshape(IMAGE_SHAPE + (1,), name="add_channel")(x)
     for layer in _augmentation(config):
         x = layer(x)
+    if config.stem == "space_to_depth":
+        x = _space_to_depth(x)
     for stage, filters in enumerate(config.conv_filters):
         x = _conv_block(x, filters, f"stage{stage}a", config.fused_batch_norm)
         x = _conv_block(x, filters, f"stage{stage}b", config.fused_batch_norm)

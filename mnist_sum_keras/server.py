@@ -36,6 +36,11 @@ WEB_FILES = {"/": ("index.html", "text/html; charset=utf-8"),
              "/app.js": ("app.js", "text/javascript; charset=utf-8"),
              "/style.css": ("style.css", "text/css; charset=utf-8")}
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
+# An oversized body is read and discarded up to this many bytes before the 413
+# is sent, so that the client, still sending, is not cut off before it can read
+# the answer (a socket closed with unread data resets the connection); beyond
+# it the connection is closed after the 413.
+MAX_DISCARD_BYTES = 64 * 1024 * 1024
 _API = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?"
                   r"(?P<verb>/metadata|:predict)?$")
 _INT_RANGES = {tf.uint8: (0, 255), tf.int32: (-2**31, 2**31 - 1),
@@ -233,10 +238,23 @@ class _Handler(BaseHTTPRequestHandler):
         if length is None or not length.isdigit():
             raise RestError(HTTPStatus.LENGTH_REQUIRED, "Content-Length required")
         if int(length) > self.server.max_request_bytes:
+            self._discard(int(length))
             raise RestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                             f"Request body of {int(length):,} bytes exceeds the limit of "
                             f"{self.server.max_request_bytes:,}")
         return self.rfile.read(int(length))
+
+    def _discard(self, length):
+        """Reads and drops up to `MAX_DISCARD_BYTES` of a body (bounded by `timeout`)."""
+        left = min(length, MAX_DISCARD_BYTES)
+        try:
+            while left > 0:
+                chunk = self.rfile.read(min(left, 1 << 16))
+                if not chunk:
+                    break
+                left -= len(chunk)
+        except OSError:  # The client gave up, or took longer than `timeout`.
+            pass
 
     def _forward(self, data=None):
         request = urllib.request.Request(self.server.tf_serving + self.path, data=data,

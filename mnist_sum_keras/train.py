@@ -2,6 +2,7 @@
 
 import functools
 import hashlib
+import json
 import math
 import os
 import re
@@ -14,13 +15,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mnist_sum_keras import data, multi_worker_shim
+from mnist_sum_keras import data, multi_worker_shim, run_folder
 from mnist_sum_keras.config import MODEL_NAME
 from mnist_sum_keras.distribute import is_chief, replica_mean_moving_statistics
 from mnist_sum_keras.evaluate import evaluate
-from mnist_sum_keras.export import export_saved_model, next_version
-from mnist_sum_keras.files import write_atomically, write_json_atomically
+from mnist_sum_keras.export import next_version, release
 from mnist_sum_keras.model import build_model, compile_model
+from mnist_sum_keras.run_folder import run_identity
 
 # One file per improvement, never overwritten: a run killed while saving
 # leaves the previous best checkpoint intact.
@@ -49,14 +50,17 @@ def compiled_model(config, strategy, steps_per_epoch):
     return model
 
 
-def train(config, work_dir, datasets=None, verbose="auto", strategy=None, callbacks=()):
+def train(config, work_dir, datasets=None, verbose="auto", strategy=None, callbacks=(),
+          restart=False):
     """Trains a fresh model; an interrupted call resumes when called again.
 
     Args:
         config: a `Config`.
-        work_dir: folder for the best-on-validation checkpoint, the CSV
-            history and the `BackupAndRestore` state. Calling again with the
-            same folder after an interruption resumes from the last epoch.
+        work_dir: the run's training folder: its identity, the
+            best-on-validation checkpoints, the CSV history and the
+            `BackupAndRestore` state (`run_folder`). Calling again with the
+            same folder, config and data after an interruption resumes from
+            the last finished epoch; a different run is refused.
         datasets: `{"train": (images, digits), "validation": (images, digits)}`
             to use instead of MNIST (tests inject tiny data here).
         verbose: Keras `fit` verbosity ("auto", 0, 1 or 2).
@@ -64,19 +68,31 @@ def train(config, work_dir, datasets=None, verbose="auto", strategy=None, callba
             None trains on one device. `config.batch_size` is per replica.
         callbacks: more Keras callbacks for `fit` (e.g. a benchmark's timer),
             run after the package's own.
+        restart: discard another run's state in `work_dir` instead of refusing.
 
     Returns:
         `(model, history)`: the model restored to its best validation epoch
         and the `keras.callbacks.History` of this call.
+
+    Raises:
+        run_folder.RunFolderError: `work_dir` is in use by another process,
+            or holds another run's state (and `restart` is False).
     """
-    keras.utils.set_random_seed(config.seed)
     if datasets is None:
         datasets = load_datasets(config)
+    strategy = strategy or tf.distribute.get_strategy()
+    identity = run_identity(config, datasets, strategy.num_replicas_in_sync)
+    with run_folder.claim(work_dir, identity, restart=restart):
+        return _fit(config, work_dir, datasets, verbose, strategy, callbacks)
+
+
+def _fit(config, work_dir, datasets, verbose, strategy, callbacks):
+    """`train`'s work, in a training folder that the caller has claimed."""
+    keras.utils.set_random_seed(config.seed)
     train_images, train_digits = datasets["train"]
     validation = datasets.get("validation")
     has_validation = validation is not None and len(validation[0]) > 0
 
-    strategy = strategy or tf.distribute.get_strategy()
     # The batch size is per replica: the global batch grows with the replicas.
     global_batch = config.batch_size * strategy.num_replicas_in_sync
     train_ds = data.make_dataset(train_images, train_digits, batch_size=global_batch,
@@ -86,14 +102,13 @@ def train(config, work_dir, datasets=None, verbose="auto", strategy=None, callba
     steps_per_epoch = math.ceil(len(train_images) / global_batch)
     model = compiled_model(config, strategy, steps_per_epoch)
 
-    os.makedirs(work_dir, exist_ok=True)
     best_path = os.path.join(work_dir, BEST_CHECKPOINT)
     monitor = "val_loss" if has_validation else "loss"
     own = [
         keras.callbacks.ModelCheckpoint(best_path, monitor=monitor, save_best_only=True),
         keras.callbacks.CSVLogger(os.path.join(work_dir, HISTORY_CSV), append=True),
         # Saves the state after every epoch; deleted when training completes.
-        keras.callbacks.BackupAndRestore(os.path.join(work_dir, "backup")),
+        keras.callbacks.BackupAndRestore(os.path.join(work_dir, run_folder.BACKUP_DIR)),
         # Loss and metric curves: `tensorboard --logdir <work_dir>/logs`.
         keras.callbacks.TensorBoard(os.path.join(work_dir, TENSORBOARD_LOGS)),
     ]
@@ -158,13 +173,15 @@ def _copy_outside_strategy(model, config):
     return copy
 
 
-def run(config, datasets=None, verbose="auto", strategy=None):
+def run(config, datasets=None, verbose="auto", strategy=None, restart=False):
     """Trains, evaluates on all test pairs and releases a new model version.
 
     Writes under `config.output_dir/mnist_sum/`: the SavedModel `<version>/`
     and beside it `v<version>.keras`, `v<version>.config.json`,
     `v<version>.history.csv`, `v<version>.metrics.json` and the TensorBoard
-    logs `v<version>.logs/`.
+    logs `v<version>.logs/`, all or nothing (`export.release`). Training
+    happens in `mnist_sum/training/`, held by this run until its release is
+    out (`run_folder.claim`), then removed.
 
     Args:
         config: a `Config`.
@@ -175,9 +192,13 @@ def run(config, datasets=None, verbose="auto", strategy=None):
             temporary folder (kept while training, so that a worker started
             again resumes from its backup, and removed at the end) and return
             `{"chief": False, "weights_sha256": ...}`.
+        restart: as for `train`.
 
     Returns:
         The metrics dict (test figures, timings, version and paths).
+
+    Raises:
+        run_folder.RunFolderError: as for `train`, before any training.
     """
     start = time.perf_counter()
     source = ({"source": "datasets argument", "sha256": None} if datasets is not None
@@ -188,43 +209,54 @@ def run(config, datasets=None, verbose="auto", strategy=None):
     strategy = strategy or tf.distribute.get_strategy()
     chief = is_chief(strategy)
     work_dir = os.path.join(base_dir, "training") if chief else _worker_dir(config, strategy)
-    model, _ = train(config, work_dir, datasets=datasets, verbose=verbose,
-                     strategy=strategy)
-    if not chief:  # Kept until here, so that a restarted worker resumes too.
+    identity = run_identity(config, datasets, strategy.num_replicas_in_sync)
+    with run_folder.claim(work_dir, identity, restart=restart):
+        model, _ = _fit(config, work_dir, datasets, verbose, strategy, callbacks=())
+        if not chief:
+            shutil.rmtree(work_dir, ignore_errors=True)
+            return {"chief": False, "weights_sha256": weights_digest(model)}
+        metrics = _release(model, config, datasets, source, strategy, base_dir, work_dir,
+                           start, verbose)
         shutil.rmtree(work_dir, ignore_errors=True)
-    if not chief:
-        return {"chief": False, "weights_sha256": weights_digest(model)}
+    return metrics
+
+
+def _release(model, config, datasets, source, strategy, base_dir, work_dir, start,
+             verbose):
+    """Evaluates the trained model and publishes it with its record (`export.release`)."""
     if multi_worker_shim.is_multi_worker(strategy):
         # Under MultiWorkerMirroredStrategy every predict or evaluate call is a
         # collective that all workers must join; the chief alone evaluates and
         # exports, so it does that on a copy of the weights outside the strategy.
         model = _copy_outside_strategy(model, config)
     train_seconds = time.perf_counter() - start
-
     figures = evaluate(model, *datasets["test"], verbose=verbose)
-    saved_model = export_saved_model(model, base_dir, version=next_version(base_dir))
-    version = os.path.basename(saved_model)
+    version = next_version(base_dir)
     stem = os.path.join(base_dir, f"v{version}")
-    write_atomically(f"{stem}.keras", model.save)
-    write_atomically(f"{stem}.config.json", functools.partial(config.to_json, data=source))
-    write_atomically(f"{stem}.history.csv", functools.partial(
-        shutil.copyfile, os.path.join(work_dir, HISTORY_CSV)))
-    logs = f"{stem}.logs"
-    shutil.rmtree(logs, ignore_errors=True)  # Left by a release cut short.
-    shutil.move(os.path.join(work_dir, TENSORBOARD_LOGS), logs)
     metrics = {
         "chief": True,
         "replicas": strategy.num_replicas_in_sync,
         "weights_sha256": weights_digest(model),
-        "version": int(version),
-        "saved_model": saved_model,
+        "version": version,
+        "saved_model": os.path.join(base_dir, str(version)),
         "keras_model": f"{stem}.keras",
         "test_pairs": figures,
         "train_seconds": round(train_seconds, 1),
-        "total_seconds": round(time.perf_counter() - start, 1),
-        "tensorboard_logs": logs,
+        "tensorboard_logs": f"{stem}.logs",
         "config": config.to_dict(data=source),
     }
-    write_json_atomically(f"{stem}.metrics.json", metrics)
-    shutil.rmtree(work_dir, ignore_errors=True)
+
+    def write_metrics(path):
+        metrics["total_seconds"] = round(time.perf_counter() - start, 1)
+        with open(path, "w") as f:
+            json.dump(metrics, f, indent=2)
+
+    release(model, base_dir, version=version, files={
+        ".keras": model.save,
+        ".config.json": functools.partial(config.to_json, data=source),
+        ".history.csv": functools.partial(shutil.copyfile,
+                                          os.path.join(work_dir, HISTORY_CSV)),
+        ".logs": functools.partial(shutil.copytree, os.path.join(work_dir, TENSORBOARD_LOGS)),
+        ".metrics.json": write_metrics,
+    })
     return metrics

@@ -168,6 +168,31 @@ def test_invalid_json_and_oversized_requests(server):
     assert code == 413 and "exceeds the limit of 200,000" in answer["error"]
 
 
+def test_a_body_far_over_the_limit_gets_a_413_that_urllib_reads(server):
+    # 10 MB, from 8 threads at once: the server reads and drops the body before
+    # answering, so no client is cut off mid-send ("Broken pipe") before the 413.
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: _call(server.url + PREDICT, raw=b" " * 10_000_000),
+                                range(8)))
+    for code, answer in answers:
+        assert code == 413 and set(answer) == {"error"}
+        assert "Request body of 10,000,000 bytes exceeds the limit of 200,000" in answer["error"]
+    assert _call(server.url + PREDICT, {"instances": [_ROW]})[0] == 200  # Still serving.
+
+
+@pytest.mark.large
+def test_a_body_far_over_the_limit_gets_a_413_that_curl_reads(server, tmp_path):
+    body = tmp_path / "big.json"
+    body.write_bytes(b" " * 10_000_000)
+    result = subprocess.run(
+        ["curl", "--silent", "--show-error", "--max-time", "60", "--data-binary", f"@{body}",
+         "--write-out", "\n%{http_code}", server.url + PREDICT],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    answer, code = result.stdout.rsplit("\n", 1)
+    assert code == "413" and "exceeds the limit of 200,000" in json.loads(answer)["error"]
+
+
 def test_concurrent_requests_are_not_mixed_up(server, exported):
     rng = np.random.default_rng(0)
     batches = [(rng.integers(0, 256, (3, 28, 28), dtype=np.uint8),

@@ -45,6 +45,11 @@ def parse_args(argv=None):
     parser.add_argument("--devices", nargs="+", default=None,
                         help="devices for --strategy mirrored, e.g. /gpu:0 /gpu:1, or "
                              "/cpu:0 /cpu:1 to split a CPU into two replicas")
+    parser.add_argument("--restart", action="store_true",
+                        help="discard the state of an earlier, different or unrecorded run "
+                             "in the training folder (<output-dir>/mnist_sum/training) and "
+                             "train from the first epoch; without it such a folder is "
+                             "refused, and the same run resumes")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
                         help="Keras progress: 0 silent, 1 bar, 2 a line per epoch")
     return parser.parse_args(argv)
@@ -52,8 +57,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = vars(parse_args(argv))
-    verbose, strategy_name, devices = (args.pop(k) for k in ("verbose", "strategy",
-                                                             "devices"))
+    verbose, strategy_name, devices, restart = (
+        args.pop(k) for k in ("verbose", "strategy", "devices", "restart"))
     try:
         config = Config(**args)  # Config makes the lists of N flags tuples.
     except ValueError as e:
@@ -66,8 +71,9 @@ def main(argv=None):
     from mnist_sum_keras.train import run
 
     try:
-        metrics = run(config, verbose=verbose, strategy=make_strategy(strategy_name, devices))
-    except (DataError, ValueError, UntestedKerasError) as e:
+        metrics = run(config, verbose=verbose, strategy=make_strategy(strategy_name, devices),
+                      restart=restart)
+    except (DataError, ValueError, UntestedKerasError) as e:  # RunFolderError too.
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
