@@ -172,3 +172,30 @@ def test_the_repository_releases_the_default_model_once():
     assert metrics["version"] == versions[0]
     model = keras.saving.load_model(stem + ".keras")
     assert weights_digest(model) == metrics["weights_sha256"]
+
+
+def test_export_script_releases_the_saved_model_and_keras_file_together(tmp_path):
+    from conftest import call_main
+    from mnist_sum_keras.cli import export as export_cli
+
+    config = dataclasses.replace(Config(), conv_filters=(4, 8), feature_units=16,
+                                 sum_units=(32,))
+    model = build_model(config)
+    model.save(tmp_path / "v3.keras")
+    config.to_json(tmp_path / "v3.config.json")
+    out = tmp_path / "out"
+    code, stdout, err = call_main(export_cli.main, tmp_path / "v3.keras", "--output-dir", out)
+    assert code == 0, err
+    trained, rebuilt = (line.split()[-1] for line in stdout.splitlines()[:2])
+    assert trained == rebuilt
+    assert sorted(os.listdir(out)) == ["1", "v1.keras"]
+    images, _ = synthetic_digits(3)
+    numbers = np.array([0, 5, 9], np.int32)
+    served = _serve(str(out / "1"))(image=tf.constant(images), number=tf.constant(numbers))
+    np.testing.assert_allclose(served["sum_probabilities"],
+                               model.predict([images, numbers], verbose=0)["sum"], atol=1e-6)
+    # An existing version is refused and nothing is written.
+    code, _, err = call_main(export_cli.main, tmp_path / "v3.keras", "--output-dir", out,
+                             "--version", "1")
+    assert code == 2 and "version already exists" in err and "Traceback" not in err
+    assert sorted(os.listdir(out)) == ["1", "v1.keras"]

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from conftest import synthetic_digits
 from mnist_sum_keras import data
+from mnist_sum_keras.config import Config
 from mnist_sum_keras.model import FusedBatchNormalization, build_model, compile_model
 
 
@@ -174,3 +175,25 @@ def test_model_uses_the_batch_norm_the_config_names(tiny_config, fused):
                   if layer.name.endswith("_bn") and layer.name != "embed_bn"]
     assert len(conv_norms) == 2 * len(tiny_config.conv_filters)
     assert all(isinstance(layer, FusedBatchNormalization) == fused for layer in conv_norms)
+
+
+def test_space_to_depth_stem_moves_each_2x2_block_into_channels(tiny_config):
+    model = build_model(dataclasses.replace(tiny_config, stem="space_to_depth"))
+    stem = keras.Model(model.inputs[0], model.get_layer("stem_merge").output)
+    images = (np.arange(2 * 28 * 28) % 251).reshape(2, 28, 28).astype("float32")
+    blocks = stem.predict(images, verbose=0) * 255  # (2, 14, 14, 4), rescaled back.
+    expected = images.reshape(2, 14, 2, 14, 2).transpose(0, 1, 3, 2, 4).reshape(2, 14, 14, 4)
+    np.testing.assert_allclose(blocks, expected, rtol=1e-5)
+    assert model.get_layer("stage0a_conv").input.shape == (None, 14, 14, 4)
+    full = build_model(dataclasses.replace(tiny_config, stem="full_resolution"))
+    assert full.get_layer("stage0a_conv").input.shape == (None, 28, 28, 1)
+    assert "stem_merge" not in [layer.name for layer in full.layers]
+
+
+@pytest.mark.parametrize("stem,filters", [("space_to_depth", (4, 8, 16, 32)),
+                                          ("full_resolution", (4, 8, 16, 32, 64)),
+                                          ("space_to_depth", ())])
+def test_config_refuses_more_stages_than_the_image_has_pixels_for(stem, filters):
+    with pytest.raises(ValueError, match=f"conv_filters must hold 1 to .* stages with "
+                                         f"stem='{stem}'"):
+        Config(stem=stem, conv_filters=filters)

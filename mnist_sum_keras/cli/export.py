@@ -26,8 +26,7 @@ def main(argv=None):
     config_path = args.config or os.path.splitext(args.model)[0] + ".config.json"
 
     from mnist_sum_keras.config import Config
-    from mnist_sum_keras.export import export_saved_model, next_version
-    from mnist_sum_keras.files import write_atomically
+    from mnist_sum_keras.export import release
     from mnist_sum_keras.loading import load_any_model
     from mnist_sum_keras.model import build_model
     from mnist_sum_keras.train import weights_digest
@@ -47,11 +46,15 @@ def main(argv=None):
     if before != after:
         print("error: the rebuilt model's weights differ", file=sys.stderr)
         return 1
-    version = next_version(args.output_dir) if args.version is None else args.version
-    saved_model = export_saved_model(model, args.output_dir, version=version)
-    keras_path = os.path.join(args.output_dir, f"v{version}.keras")
-    write_atomically(keras_path, model.save)
-    print(f"Wrote {saved_model} and {keras_path}")
+    # The SavedModel and the .keras file appear together, or neither does.
+    try:
+        saved_model = release(model, args.output_dir, {".keras": model.save},
+                              version=args.version)
+    except FileExistsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    version = os.path.basename(saved_model)
+    print(f"Wrote {saved_model} and {os.path.join(args.output_dir, f'v{version}.keras')}")
     return 0
 
 
