@@ -35,12 +35,45 @@ def test_bench_quick(tmp_path):
     assert results["exhaustive_eval"]["pairs"] == 1000
     assert "1. Time to accuracy" in result.stdout
     timing = results["time_to_accuracy"]
-    assert set(timing["curves"]) == {"ours", "reference", "seed000"}
+    assert set(timing["curves"]) == {"ours", "reference", "seed000", "ours, epochs 3"}
     for points in timing["curves"].values():
         assert set(points[0]) == {"epoch", "train_seconds", "digit_accuracy", "sum_accuracy"}
         assert all(0 <= p["sum_accuracy"] <= 1 for p in points)
-    assert set(timing["short_schedule"]) >= {"epochs", "train_seconds", "sum_accuracy"}
+    assert [set(p) for p in timing["frontier"]] == [
+        {"name", "epochs", "train_seconds", "sum_accuracy"}]
+    assert timing["cost_ratio"] > 0 and set(timing["frontier_goals"]) == {
+        "third_of_reference_time_reaches_reference_final", "reference_time_reaches_99.5"}
+    assert results["machine"]["vector_isa"] in ("AVX-512", "AVX2", "older")
     assert (tmp_path / "tta.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_vector_isa_reads_cpu_flags_and_the_onednn_cap():
+    from bench.run import vector_isa
+
+    assert vector_isa({"avx2", "fma", "avx512f"}) == "AVX-512"
+    assert vector_isa({"avx2", "fma", "avx512f"}, cap="AVX2") == "AVX2"
+    assert vector_isa({"avx2", "fma", "avx512f"}, cap="avx512_core") == "AVX-512"
+    assert vector_isa({"avx2", "fma"}) == "AVX2"
+    assert vector_isa({"avx", "sse4_2"}) == "older"
+
+
+def test_frontier_schedules_change_one_flag_and_goals_pick_the_cheapest():
+    from bench.run import _frontier_goals, parse_schedule
+
+    assert parse_schedule("epochs=3") == ("ours, epochs 3", {"epochs": 3})
+    assert parse_schedule("conv_filters=8/16/32") == ("ours, conv filters 8/16/32",
+                                                      {"conv_filters": (8, 16, 32)})
+    with pytest.raises(ValueError, match="epochs or conv_filters"):
+        parse_schedule("learning_rate=0.1")
+    frontier = [{"name": "a", "train_seconds": 30, "sum_accuracy": 0.990},
+                {"name": "b", "train_seconds": 60, "sum_accuracy": 0.996},
+                {"name": "c", "train_seconds": 140, "sum_accuracy": 0.997}]
+    assert _frontier_goals(frontier, 100, 0.989) == {
+        "third_of_reference_time_reaches_reference_final": "a",
+        "reference_time_reaches_99.5": "b"}
+    assert _frontier_goals(frontier, 80, 0.991) == {
+        "third_of_reference_time_reaches_reference_final": None,
+        "reference_time_reaches_99.5": "b"}
 
 
 def test_flop_count_of_a_known_model():
