@@ -32,6 +32,9 @@ class Config:
         warmup_epochs: Epochs of linear warm-up from 0 to `learning_rate`.
         optimizer: "adamw", or "sgd" (Nesterov momentum 0.9).
         weight_decay: Decoupled weight decay (scaled by the learning rate).
+        label_smoothing: Weight of the uniform distribution mixed into each
+            head's one-hot target (Szegedy et al. 2016); 0 trains on the plain
+            labels.
         ema_momentum: Momentum of an exponential moving average of the weights
             (the optimizer's `use_ema`), which is then what is validated,
             checkpointed and released (`keras.callbacks.SwapEMAWeights`);
@@ -77,6 +80,7 @@ class Config:
     warmup_epochs: float = 1.0
     optimizer: str = "adamw"
     weight_decay: float = 1e-4
+    label_smoothing: float = 0.0
     ema_momentum: float = 0.0
     seed: int = 1
     validation_size: int = 5000
@@ -113,6 +117,9 @@ class Config:
             raise ValueError(
                 f"learning_rate must be > 0. Received: learning_rate={self.learning_rate}"
             )
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError("label_smoothing must be in [0, 1). "
+                             f"Received: label_smoothing={self.label_smoothing}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1). Received: dropout={self.dropout}")
         if not 0 <= self.ema_momentum < 1:

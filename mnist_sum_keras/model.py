@@ -95,6 +95,40 @@ class IntegerCheck(layers.Layer):
                 "output_dtype": self.output_dtype}
 
 
+@keras.saving.register_keras_serializable(package="mnist_sum_keras")
+class SmoothedSparseCrossentropy(keras.losses.Loss):
+    """Cross-entropy of integer labels against smoothed one-hot targets.
+
+    Keras' `SparseCategoricalCrossentropy` has no `label_smoothing`; this is
+    `categorical_crossentropy(one_hot(labels), probabilities, label_smoothing)`.
+
+    Args:
+        num_classes: width of the head.
+        label_smoothing: in [0, 1).
+    """
+
+    def __init__(self, num_classes, label_smoothing=0.0,
+                 name="smoothed_sparse_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.num_classes, self.label_smoothing = num_classes, label_smoothing
+
+    def call(self, y_true, y_pred):
+        labels = keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32")
+        return keras.losses.categorical_crossentropy(
+            keras.ops.one_hot(labels, self.num_classes), y_pred,
+            label_smoothing=self.label_smoothing)
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes,
+                "label_smoothing": self.label_smoothing}
+
+
+def _loss(num_classes, label_smoothing):
+    if not label_smoothing:
+        return "sparse_categorical_crossentropy"
+    return SmoothedSparseCrossentropy(num_classes, label_smoothing)
+
+
 def _conv_block(x, filters, name, fused_batch_norm):
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
     norm = FusedBatchNormalization if fused_batch_norm else layers.BatchNormalization
@@ -186,8 +220,8 @@ def compile_model(model, config, steps_per_epoch):
                                            **ema)
     model.compile(
         optimizer=optimizer,
-        loss={"digit": "sparse_categorical_crossentropy",
-              "sum": "sparse_categorical_crossentropy"},
+        loss={"digit": _loss(NUM_DIGITS, config.label_smoothing),
+              "sum": _loss(NUM_SUMS, config.label_smoothing)},
         # Logged as digit_accuracy and sum_accuracy (val_ prefixed on validation).
         metrics={"digit": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
                  "sum": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]},
