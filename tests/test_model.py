@@ -197,3 +197,34 @@ def test_config_refuses_more_stages_than_the_image_has_pixels_for(stem, filters)
     with pytest.raises(ValueError, match=f"conv_filters must hold 1 to .* stages with "
                                          f"stem='{stem}'"):
         Config(stem=stem, conv_filters=filters)
+
+
+def test_smoothed_sparse_crossentropy_is_crossentropy_against_smoothed_targets(tmp_path):
+    from mnist_sum_keras.model import SmoothedSparseCrossentropy
+
+    labels = np.array([1, 0])
+    probs = np.array([[0.1, 0.8, 0.1], [0.7, 0.2, 0.1]], "float32")
+    targets = np.array([[0.1, 0.8, 0.1], [0.8, 0.1, 0.1]])  # 0.3 spread over 3 classes.
+    expected = np.mean(-(targets * np.log(probs)).sum(axis=1))
+    np.testing.assert_allclose(SmoothedSparseCrossentropy(3, 0.3)(labels, probs), expected,
+                               rtol=1e-6)
+    np.testing.assert_allclose(SmoothedSparseCrossentropy(3, 0.0)(labels, probs),
+                               keras.losses.SparseCategoricalCrossentropy()(labels, probs),
+                               rtol=1e-6)
+
+
+def test_label_smoothing_compiles_into_both_heads_and_survives_saving(tiny_config, tmp_path):
+    config = dataclasses.replace(tiny_config, label_smoothing=0.1)
+    model = compile_model(build_model(config), config, steps_per_epoch=10)
+    model.optimizer.build(model.trainable_variables)  # As after training.
+    path = tmp_path / "smoothed.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    losses = loaded.loss
+    assert {key: (type(loss).__name__, loss.num_classes, loss.label_smoothing)
+            for key, loss in losses.items()} == {
+        "digit": ("SmoothedSparseCrossentropy", 10, 0.1),
+        "sum": ("SmoothedSparseCrossentropy", 19, 0.1)}
+    plain = compile_model(build_model(tiny_config), tiny_config, steps_per_epoch=10)
+    assert plain.loss == {"digit": "sparse_categorical_crossentropy",
+                          "sum": "sparse_categorical_crossentropy"}

@@ -94,6 +94,7 @@ def test_script_malformed_data_file_fails_clearly(tmp_path):
     (["--epochs", "0"], "epochs must be a positive integer"),
     (["--optimizer", "adam"], "optimizer must be one of"),
     (["--dropout", "1.5"], "dropout must be in [0, 1)"),
+    (["--label-smoothing", "1"], "label_smoothing must be in [0, 1)"),
     (["--max-zoom", "1"], "max_zoom must be in [0, 1)"),
     (["--max-shear", "-0.1"], "max_shear must be >= 0"),
     (["--elastic-sigma", "0"], "elastic_sigma must be > 0"),
