@@ -316,8 +316,8 @@ class _StepTimer(keras.callbacks.Callback):
         self.last, self.steps = now, batch
 
 
-def training_steps_per_s(config, splits, steps, repeats=3):
-    """Training steps/s of `build_model(config)` fed from memory (a cached pipeline).
+def steps_per_s_of(model, splits, steps, repeats=3, batch_size=128, seed=1):
+    """Training steps/s of a compiled `model` fed from memory (a cached pipeline).
 
     Timed between the ends of the first and last steps, so the start and end of
     `fit` are left out; the best of `repeats` passes, because this shared machine
@@ -325,11 +325,10 @@ def training_steps_per_s(config, splits, steps, repeats=3):
     can land in.
     """
     images, digits = splits["train"]
-    ds = data.make_dataset(images, digits, batch_size=config.batch_size, training=True,
-                           seed=config.seed).take(steps).cache()
+    ds = data.make_dataset(images, digits, batch_size=batch_size, training=True,
+                           seed=seed).take(steps).cache()
     for _ in ds:  # Fill the cache: the model is then fed from memory.
         pass
-    model = compile_model(build_model(config), config, steps)
     model.fit(ds.take(3), verbose=0, shuffle=False)
     best = 0.0
     for _ in range(repeats):
@@ -337,6 +336,12 @@ def training_steps_per_s(config, splits, steps, repeats=3):
         model.fit(ds, verbose=0, shuffle=False, callbacks=[timer])
         best = max(best, timer.steps / (timer.last - timer.first))
     return best
+
+
+def training_steps_per_s(config, splits, steps, repeats=3):
+    """`steps_per_s_of` the model `config` builds, compiled as training compiles it."""
+    model = compile_model(build_model(config), config, steps)
+    return steps_per_s_of(model, splits, steps, repeats, config.batch_size, config.seed)
 
 
 def compute_efficiency(config, splits, steps, matmul_size, batch_sizes):

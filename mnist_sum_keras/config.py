@@ -47,8 +47,13 @@ class Config:
             2x2 block of pixels as 4 channels of a 14x14 image: a lossless
             halving of the resolution before any convolution) or
             "full_resolution" (the 28x28 image).
-        conv_filters: Channels of each convolution stage; every stage is two
-            3x3 conv + batch-norm + ReLU blocks followed by 2x2 max-pooling.
+        conv_filters: Channels of each convolution stage; every stage is
+            `stage_blocks` 3x3 conv + batch-norm + ReLU blocks followed by 2x2
+            max-pooling.
+        stage_blocks: Conv blocks of each stage, the first stage first; the
+            stages beyond its length take its last value, so (2,) is two
+            blocks everywhere and (1, 2) one block at full resolution, where
+            a block costs most, and two in every later stage.
         feature_units: Width of the image embedding read by both heads.
         sum_units: Widths of the sum head's hidden layers after the merge of
             the image embedding with the one-hot number.
@@ -86,6 +91,7 @@ class Config:
     validation_size: int = 5000
     stem: str = "full_resolution"
     conv_filters: tuple = (16, 32, 64)
+    stage_blocks: tuple = (2,)
     feature_units: int = 128
     sum_units: tuple = (128, 128)
     sum_merge: str = "digit_probabilities"
@@ -146,12 +152,22 @@ class Config:
             raise ValueError(
                 f"conv_filters must hold 1 to {int(math.log2(side))} stages with "
                 f"stem={self.stem!r}. Received: conv_filters={tuple(self.conv_filters)}")
+        if not (1 <= len(self.stage_blocks) <= len(self.conv_filters)
+                and all(isinstance(b, int) and 1 <= b <= 26 for b in self.stage_blocks)):
+            raise ValueError(
+                "stage_blocks must hold 1 to len(conv_filters) integers in 1..26. "
+                f"Received: stage_blocks={tuple(self.stage_blocks)}")
         if self.sum_merge not in SUM_MERGES:
             raise ValueError(f"sum_merge must be one of {SUM_MERGES}. "
                              f"Received: sum_merge={self.sum_merge!r}")
         # Tuples survive JSON as lists; normalise so configs compare equal.
         object.__setattr__(self, "conv_filters", tuple(self.conv_filters))
         object.__setattr__(self, "sum_units", tuple(self.sum_units))
+        object.__setattr__(self, "stage_blocks", tuple(self.stage_blocks))
+
+    def blocks(self, stage):
+        """Conv blocks of stage `stage` (0 is the first)."""
+        return self.stage_blocks[min(stage, len(self.stage_blocks) - 1)]
 
     @classmethod
     def field_help(cls):

@@ -1,5 +1,7 @@
 """The two-input, two-output network: build_model(config) -> keras.Model."""
 
+import string
+
 import keras
 import tensorflow as tf
 from keras import layers
@@ -175,8 +177,8 @@ def build_model(config):
     if config.stem == "space_to_depth":
         x = _space_to_depth(x)
     for stage, filters in enumerate(config.conv_filters):
-        x = _conv_block(x, filters, f"stage{stage}a", config.fused_batch_norm)
-        x = _conv_block(x, filters, f"stage{stage}b", config.fused_batch_norm)
+        for block in string.ascii_lowercase[:config.blocks(stage)]:
+            x = _conv_block(x, filters, f"stage{stage}{block}", config.fused_batch_norm)
         x = layers.MaxPooling2D(name=f"stage{stage}_pool")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(config.feature_units, use_bias=False, name="embed")(x)
