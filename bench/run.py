@@ -129,15 +129,19 @@ def first_seconds(curve, accuracy):
 
 
 def parse_schedule(spec):
-    """`"epochs=3"` or `"conv_filters=8/16/32"` -> (name, Config changes): one flag each."""
-    field, _, value = spec.partition("=")
-    if field == "epochs":
-        changes = {"epochs": int(value)}
-    elif field == "conv_filters":
-        changes = {"conv_filters": tuple(int(v) for v in value.split("/"))}
-    else:
-        raise ValueError(f"a schedule changes epochs or conv_filters. Received: {spec!r}")
-    return f"ours, {field.replace('_', ' ')} {value}", changes
+    """`"epochs=3"`, `"conv_filters=8/16/32"` or both, comma-separated -> (name, Config
+    changes): a shorter schedule of our recipe through its `train.py` flags."""
+    changes = {}
+    for item in spec.split(","):
+        field, _, value = item.partition("=")
+        if field == "epochs":
+            changes["epochs"] = int(value)
+        elif field == "conv_filters":
+            changes["conv_filters"] = tuple(int(v) for v in value.split("/"))
+        else:
+            raise ValueError(f"a schedule changes epochs or conv_filters. Received: {spec!r}")
+    return "ours, " + ", ".join(item.replace("_", " ").replace("=", " ")
+                                for item in spec.split(",")), changes
 
 
 def _frontier_goals(frontier, reference_seconds, reference_final):
@@ -447,8 +451,9 @@ def main(argv=None):
     parser.add_argument("--work-dir", default=os.path.join("bench", "work"))
     parser.add_argument("--plot", default=PLOT, help="the time-to-accuracy plot")
     parser.add_argument("--frontier", nargs="+", default=list(FRONTIER),
-                        help="shorter schedules of our recipe, one flag each: epochs=N "
-                             "or conv_filters=A/B/C (default: %(default)s)")
+                        help="shorter schedules of our recipe: epochs=N, "
+                             "conv_filters=A/B/C or both, comma-separated "
+                             "(default: %(default)s)")
     args = parser.parse_args(argv)
 
     config = dataclasses.replace(Config(), data_path=args.data)

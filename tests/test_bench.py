@@ -63,6 +63,8 @@ def test_frontier_schedules_change_one_flag_and_goals_pick_the_cheapest():
     assert parse_schedule("epochs=3") == ("ours, epochs 3", {"epochs": 3})
     assert parse_schedule("conv_filters=8/16/32") == ("ours, conv filters 8/16/32",
                                                       {"conv_filters": (8, 16, 32)})
+    assert parse_schedule("epochs=4,conv_filters=8/16/32") == (
+        "ours, epochs 4, conv filters 8/16/32", {"epochs": 4, "conv_filters": (8, 16, 32)})
     with pytest.raises(ValueError, match="epochs or conv_filters"):
         parse_schedule("learning_rate=0.1")
     frontier = [{"name": "a", "train_seconds": 30, "sum_accuracy": 0.990},

@@ -228,3 +228,14 @@ def test_label_smoothing_compiles_into_both_heads_and_survives_saving(tiny_confi
     plain = compile_model(build_model(tiny_config), tiny_config, steps_per_epoch=10)
     assert plain.loss == {"digit": "sparse_categorical_crossentropy",
                           "sum": "sparse_categorical_crossentropy"}
+
+
+@pytest.mark.parametrize("stage_blocks,convs", [
+    ((2,), ["stage0a", "stage0b", "stage1a", "stage1b"]),
+    ((1, 2), ["stage0a", "stage1a", "stage1b"]),
+    ((3, 1), ["stage0a", "stage0b", "stage0c", "stage1a"]),
+])
+def test_stage_blocks_sets_the_conv_blocks_of_each_stage(tiny_config, stage_blocks, convs):
+    model = build_model(dataclasses.replace(tiny_config, stage_blocks=stage_blocks))
+    assert [layer.name[:-len("_conv")] for layer in model.layers
+            if layer.name.endswith("_conv")] == convs

@@ -99,6 +99,7 @@ def test_script_malformed_data_file_fails_clearly(tmp_path):
     (["--max-shear", "-0.1"], "max_shear must be >= 0"),
     (["--elastic-sigma", "0"], "elastic_sigma must be > 0"),
     (["--conv-filters", "8", "x"], "invalid int value: 'x'"),
+    (["--stage-blocks", "0"], "stage_blocks must hold 1 to len(conv_filters) integers"),
     (["--stem", "patches"], "stem must be one of ('full_resolution', 'space_to_depth')"),
     (["--conv-filters", "4", "8", "16", "32", "64", "128"], "conv_filters must hold 1 to"),
     (["--strategy", "tpu"], "invalid choice: 'tpu'"),
