@@ -28,8 +28,10 @@ from mnist_sum_keras.loading import SavedModelPredictor
 from mnist_sum_keras.model import build_model, compile_model
 from mnist_sum_keras.train import train
 
-# Shorter schedules of the default recipe, each one flag away from it.
-FRONTIER = ("epochs=3", "epochs=8")
+# Shorter schedules of the default recipe: fewer epochs, or fewer epochs of a narrower
+# network, chosen on the validation split (docs/benchmarks.md).
+FRONTIER = ("epochs=3,conv_filters=8/16/32", "epochs=4,conv_filters=8/16/32", "epochs=5",
+            "epochs=6")
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results.json")
 PLOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
                     "time_to_accuracy.png")
