@@ -142,3 +142,24 @@ def test_augmentation_bench_times_each_candidate():
     lines = out.splitlines()
     assert [line.split()[0] for line in lines] == list(augmentation.candidates(Config()))
     assert all(float(line.split()[1]) > 0 for line in lines)
+
+
+def test_drawn_set_is_fixed_and_scored_through_predict_image(tmp_path, capsys):
+    import dataclasses
+
+    import numpy as np
+
+    from bench import drawn
+    from mnist_sum_keras.export import export_saved_model
+    from mnist_sum_keras.model import build_model
+
+    first, again = drawn.stroked(np.random.default_rng(0), per_digit=2), \
+        drawn.stroked(np.random.default_rng(0), per_digit=2)
+    assert first == again and [d for d, _ in first] == [d for d in range(10) for _ in (0, 1)]
+    model = build_model(dataclasses.replace(Config(), conv_filters=(4,), feature_units=8,
+                                            sum_units=(8,)))
+    path = export_saved_model(model, str(tmp_path / "mnist_sum"))
+    digits = np.array([d for d, _ in first])
+    rows = drawn.score(path, {"pen strokes": (digits, [b for _, b in first])})
+    right, sums, count = rows["pen strokes"]
+    assert count == 20 and 0 <= right <= 20 and 0 <= sums <= 20
