@@ -163,3 +163,15 @@ def test_drawn_set_is_fixed_and_scored_through_predict_image(tmp_path, capsys):
     rows = drawn.score(path, {"pen strokes": (digits, [b for _, b in first])})
     right, sums, count = rows["pen strokes"]
     assert count == 20 and 0 <= right <= 20 and 0 <= sums <= 20
+
+
+def test_architecture_variants_are_config_changes():
+    from bench.architectures import VARIANTS, parse_variant
+
+    assert parse_variant("shallow:stage_blocks=1/2,stem=space_to_depth,epochs=3") == (
+        "shallow", {"stage_blocks": (1, 2), "stem": "space_to_depth", "epochs": 3})
+    assert parse_variant("default:") == ("default", {})
+    for spec in VARIANTS:  # Every default variant builds a valid Config.
+        Config(**parse_variant(spec)[1])
+    with pytest.raises(ValueError, match="'depth' is not a Config field"):
+        parse_variant("x:depth=3")
