@@ -35,7 +35,10 @@ def test_bench_quick(tmp_path):
     assert results["exhaustive_eval"]["pairs"] == 1000
     assert "1. Time to accuracy" in result.stdout
     timing = results["time_to_accuracy"]
-    assert set(timing["curves"]) == {"ours", "reference", "seed000", "ours, epochs 3"}
+    from bench.run import FRONTIER, parse_schedule
+
+    first_schedule, _ = parse_schedule(FRONTIER[0])
+    assert set(timing["curves"]) == {"ours", "reference", "seed000", first_schedule}
     for points in timing["curves"].values():
         assert set(points[0]) == {"epoch", "train_seconds", "digit_accuracy", "sum_accuracy"}
         assert all(0 <= p["sum_accuracy"] <= 1 for p in points)
