@@ -79,7 +79,7 @@ class Config:
         output_dir: Folder that receives `mnist_sum/<version>/` exports.
     """
 
-    epochs: int = 20
+    epochs: int = 18
     batch_size: int = 128
     learning_rate: float = 3e-3
     warmup_epochs: float = 1.0
