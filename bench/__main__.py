@@ -1,4 +1,4 @@
-"""python -m bench: runs bench/run.py."""
+"""python -m bench: every benchmark of bench/run.py in one run."""
 
 import sys
 

@@ -5,7 +5,7 @@
 
 Each variant is the default `Config` with some fields changed (tuples as
 `16/32/64`), e.g. `shallow:stage_blocks=1/2`. Steps are timed
-as `bench.run` times them (batch 128, fed from memory, best of `--repeats`
+as `bench.efficiency` times them (batch 128, fed from memory, best of `--repeats`
 passes, augmentation included) and printed in ms, as a ratio to the
 reference's step, and as training FLOP/s against float32 matmul FLOP/s.
 `--threads` sets TensorFlow's intra- and inter-op thread pools. Run it
@@ -20,14 +20,14 @@ import sys
 
 import keras
 
-from bench.run import (
-    machine,
+from bench.efficiency import (
     matmul_flops_per_s,
     model_flops,
-    reference_model,
     steps_per_s_of,
     training_steps_per_s,
 )
+from bench.machine import machine
+from bench.time_to_accuracy import reference_model
 from mnist_sum_keras import data
 from mnist_sum_keras.config import Config
 from mnist_sum_keras.model import build_model

@@ -17,7 +17,6 @@ import os
 import subprocess
 import sys
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results.json")
 LINK_BITS_PER_S = 10e9  # The "10 Gb/s link" of the README's estimate.
 
 
@@ -29,7 +28,7 @@ def measure(args):
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     import keras
 
-    from bench.run import _StepTimer
+    from bench.efficiency import StepTimer
     from mnist_sum_keras import data
     from mnist_sum_keras.config import Config
     from mnist_sum_keras.train import compiled_model
@@ -45,7 +44,7 @@ def measure(args):
     dataset = data.make_dataset(x, y, batch_size=args.global_batch, training=True,
                                 seed=config.seed).take(1 + args.steps)
     model = compiled_model(config, strategy, args.steps)
-    timer = _StepTimer()
+    timer = StepTimer()
     model.fit(dataset, verbose=0, shuffle=False, callbacks=[timer])
     # From the end of the first step (tracing and start-up) to the end of the last.
     seconds_per_step = (timer.last - timer.first) / timer.steps
@@ -106,23 +105,21 @@ def main(argv=None):
     parser.add_argument("--global-batch", type=int, default=128)
     parser.add_argument("--quick", action="store_true",
                         help="a tiny model, for the test that keeps this running")
-    parser.add_argument("--output", default=RESULTS)
+    parser.add_argument("--output", default=None, help="default: bench/results.json")
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.measure:
         measure(args)
         return 0
+    # Imported here: the --measure child sets its threads before TensorFlow starts.
+    from bench import common
+
     figures = scaling(args)
-    results = {}
-    if os.path.exists(args.output):
-        with open(args.output) as f:
-            results = json.load(f)
-    results["multi_worker_scaling"] = figures
-    with open(args.output, "w") as f:
-        json.dump(results, f, indent=2)
+    output = args.output or common.RESULTS
+    common.save_parts(output, {"multi_worker_scaling": figures})
     print(json.dumps(figures, indent=2))
-    print(f"\nWrote {args.output}")
+    print(f"\nWrote {output}")
     return 0
 
 

@@ -4,8 +4,10 @@ import contextlib
 import dataclasses
 import io
 import os
+import shutil
 import struct
 import threading
+import time
 import zlib
 
 import numpy as np
@@ -93,19 +95,95 @@ def png_claiming(width, height):
             + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
 
 
+def wait_for_file(path, process, timeout=300):
+    """Waits until `path` exists or `process` (a `Popen`) has ended, at most `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path) and process.poll() is None:
+        assert time.monotonic() < deadline, f"no {path} after {timeout} s"
+        time.sleep(0.05)
+
+
+def assert_refuses_bad_files(load, error, folder, suffix, missing, directory, garbage):
+    """`load(path)` raises `error` for a missing file, a folder and a file of text.
+
+    Args:
+        load: the loader under test, called with a path string.
+        error: the exception class it raises.
+        folder: an empty scratch folder (pytest's `tmp_path`).
+        suffix: the files' extension, e.g. ".png".
+        missing, directory, garbage: the patterns each message must match;
+            `{name}` stands for the file's name.
+    """
+    with pytest.raises(error, match=missing.format(name=f"missing{suffix}")):
+        load(str(folder / f"missing{suffix}"))
+    with pytest.raises(error, match=directory):
+        load(str(folder))
+    text = folder / f"notes{suffix}"
+    text.write_text("not a model, not an image")
+    with pytest.raises(error, match=garbage.format(name=f"notes{suffix}")):
+        load(str(text))
+
+
+# A small, fast model configuration (output_dir set by each fixture).
+TINY_CONFIG = dataclasses.replace(
+    Config(), epochs=2, batch_size=32, conv_filters=(4, 8), feature_units=16,
+    sum_units=(32,), warmup_epochs=0.5, learning_rate=3e-3, validation_size=40,
+    data_path=None)
+
+
 @pytest.fixture
 def tiny_config(tmp_path):
-    """A small, fast model configuration writing under tmp_path."""
-    return dataclasses.replace(
-        Config(), epochs=2, batch_size=32, conv_filters=(4, 8), feature_units=16,
-        sum_units=(32,), warmup_epochs=0.5, learning_rate=3e-3,
-        validation_size=40, output_dir=str(tmp_path / "out"), data_path=None)
+    """`TINY_CONFIG` writing under tmp_path."""
+    return dataclasses.replace(TINY_CONFIG, output_dir=str(tmp_path / "out"))
 
 
-@pytest.fixture
-def tiny_datasets():
-    """Train/validation/test splits of synthetic digits."""
+def _tiny_datasets():
     images, digits = synthetic_digits(400, seed=3)
     return {"train": (images[:300], digits[:300]),
             "validation": (images[300:340], digits[300:340]),
             "test": (images[340:], digits[340:])}
+
+
+@pytest.fixture
+def tiny_datasets():
+    """Train/validation/test splits of synthetic digits (the same at every call)."""
+    return _tiny_datasets()
+
+
+@pytest.fixture(scope="session")
+def tiny_release(tmp_path_factory):
+    """One real `train.run` of `TINY_CONFIG` on `tiny_datasets`, shared by the session.
+
+    Returns:
+        `(config, metrics)`: the run's config (its output folder is the
+        session's) and what `run` returned. Tests only read what it wrote.
+    """
+    from mnist_sum_keras.train import run
+
+    config = dataclasses.replace(TINY_CONFIG,
+                                 output_dir=str(tmp_path_factory.mktemp("release") / "out"))
+    return config, run(config, datasets=_tiny_datasets(), verbose=0)
+
+
+@pytest.fixture
+def trained_fit(tiny_release, monkeypatch):
+    """Makes `train.run` release the tiny release's model instead of fitting one.
+
+    For tests of what happens around a release, which needs a trained model
+    and its record (history, logs), not a fit. Yields that model.
+    """
+    import keras
+
+    from mnist_sum_keras import train
+
+    _, metrics = tiny_release
+    stem = metrics["keras_model"][:-len(".keras")]
+    model = keras.models.load_model(metrics["keras_model"])
+
+    def fit(config, work_dir, *args, **kwargs):
+        shutil.copyfile(f"{stem}.history.csv", os.path.join(work_dir, train.HISTORY_CSV))
+        shutil.copytree(f"{stem}.logs", os.path.join(work_dir, train.TENSORBOARD_LOGS))
+        return model, None
+
+    monkeypatch.setattr(train, "_fit", fit)
+    return model

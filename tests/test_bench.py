@@ -35,7 +35,7 @@ def test_bench_quick(tmp_path):
     assert results["exhaustive_eval"]["pairs"] == 1000
     assert "1. Time to accuracy" in result.stdout
     timing = results["time_to_accuracy"]
-    from bench.run import FRONTIER, parse_schedule
+    from bench.time_to_accuracy import FRONTIER, parse_schedule
 
     first_schedule, _ = parse_schedule(FRONTIER[0])
     assert set(timing["curves"]) == {"ours", "reference", "seed000", first_schedule}
@@ -50,8 +50,36 @@ def test_bench_quick(tmp_path):
     assert (tmp_path / "tta.png").read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.large
+@pytest.mark.skipif(not os.environ.get(DATA_ENV_VAR), reason=f"needs ${DATA_ENV_VAR}")
+def test_a_benchmark_module_runs_alone_and_keeps_the_other_parts(tiny_release, tmp_path):
+    from bench import serving
+
+    _, metrics = tiny_release
+    output = tmp_path / "results.json"
+    output.write_text(json.dumps({"machine": "kept", "serving": "replaced"}))
+    code, out, err = call_main(serving.main, "--quick", "--model", metrics["keras_model"],
+                               "--output", output, "--work-dir", tmp_path / "work")
+    assert code == 0, err
+    results = json.loads(output.read_text())
+    assert set(results) == {"machine", "serving", "exhaustive_eval"}
+    assert results["machine"] == "kept"
+    assert set(results["serving"]) == {"served", "keras_predict", "keras_call"}
+    assert results["exhaustive_eval"]["pairs"] == 1000
+    assert "4. Serving speed" in out and metrics["keras_model"] in out
+
+
+def test_save_parts_replaces_its_keys_and_keeps_the_rest(tmp_path):
+    from bench.common import save_parts
+
+    path = tmp_path / "new" / "results.json"
+    save_parts(str(path), {"a": 1, "b": 2})
+    save_parts(str(path), {"b": 3})
+    assert json.loads(path.read_text()) == {"a": 1, "b": 3}
+
+
 def test_vector_isa_reads_cpu_flags_and_the_onednn_cap():
-    from bench.run import vector_isa
+    from bench.machine import vector_isa
 
     assert vector_isa({"avx2", "fma", "avx512f"}) == "AVX-512"
     assert vector_isa({"avx2", "fma", "avx512f"}, cap="AVX2") == "AVX2"
@@ -61,7 +89,7 @@ def test_vector_isa_reads_cpu_flags_and_the_onednn_cap():
 
 
 def test_frontier_schedules_change_one_flag_and_goals_pick_the_cheapest():
-    from bench.run import _frontier_goals, parse_schedule
+    from bench.time_to_accuracy import _frontier_goals, parse_schedule
 
     assert parse_schedule("epochs=3") == ("ours, epochs 3", {"epochs": 3})
     assert parse_schedule("conv_filters=8/16/32") == ("ours, conv filters 8/16/32",
@@ -84,7 +112,7 @@ def test_frontier_schedules_change_one_flag_and_goals_pick_the_cheapest():
 def test_flop_count_of_a_known_model():
     import keras
 
-    from bench.run import model_flops
+    from bench.efficiency import model_flops
 
     inputs = keras.Input((8, 8, 2))
     x = keras.layers.Conv2D(4, 3, padding="same")(inputs)

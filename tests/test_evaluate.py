@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conftest import synthetic_digits
+from conftest import assert_refuses_bad_files, synthetic_digits
 from mnist_sum_keras.evaluate import evaluate, pair_figures
 
 
@@ -98,11 +98,6 @@ def test_single_number_pass_is_a_slice_of_the_exhaustive_pairs():
 def test_load_any_model_errors(tmp_path):
     from mnist_sum_keras.loading import load_any_model
 
-    with pytest.raises(ValueError, match="Model not found"):
-        load_any_model(str(tmp_path / "missing.keras"))
-    with pytest.raises(ValueError, match="no saved_model.pb"):
-        load_any_model(str(tmp_path))
-    fake = tmp_path / "fake.keras"
-    fake.write_text("not a zip")
-    with pytest.raises(ValueError, match="Could not load .*fake.keras"):
-        load_any_model(str(fake))
+    assert_refuses_bad_files(load_any_model, ValueError, tmp_path, ".keras",
+                             missing="Model not found.*{name}", directory="no saved_model.pb",
+                             garbage="Could not load .*{name}")

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image, ImageDraw, ImageFont
 
-from conftest import RELEASE, ROOT, call_main, png_claiming
+from conftest import RELEASE, ROOT, assert_refuses_bad_files, call_main, png_claiming
 from mnist_sum_keras.config import DATA_ENV_VAR
 from mnist_sum_keras.contract import check_images, check_numbers
 from mnist_sum_keras.data import load_mnist
@@ -131,14 +131,9 @@ def test_to_mnist_runs_in_a_graph():
 
 
 def test_load_image_errors_name_the_file(tmp_path):
-    with pytest.raises(ImageError, match="not found.*nope.png"):
-        load_image(str(tmp_path / "nope.png"))
-    with pytest.raises(ImageError, match="directory"):
-        load_image(str(tmp_path))
-    text = tmp_path / "notes.png"
-    text.write_text("not an image")
-    with pytest.raises(ImageError, match="notes.png"):
-        load_image(str(text))
+    assert_refuses_bad_files(load_image, ImageError, tmp_path, ".png",
+                             missing="not found.*{name}", directory="directory",
+                             garbage="{name}")
     good = tmp_path / "good.png"
     _drawing((40, 40), (5, 5, 30, 35), 0, 255).save(good)
     truncated = tmp_path / "truncated.png"

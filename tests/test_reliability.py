@@ -5,13 +5,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
 import pytest
 
-from conftest import ROOT, write_npz
+from conftest import ROOT, wait_for_file, write_npz
 from mnist_sum_keras.train import latest_checkpoint
 
 TINY = ["--epochs", "4", "--batch-size", "16", "--validation-size", "40", "--verbose", "2"]
@@ -31,10 +30,7 @@ def test_killed_training_resumes_from_backup(tmp_path):
     with open(tmp_path / "first.log", "w") as log:
         first = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + 300
-            while not backup.exists() and first.poll() is None:
-                assert time.monotonic() < deadline, "no backup after 300 s"
-                time.sleep(0.05)
+            wait_for_file(backup, first)
         finally:
             first.send_signal(signal.SIGKILL)
             first.wait(timeout=60)
@@ -66,10 +62,8 @@ def test_ctrl_c_exits_cleanly_with_a_good_checkpoint(tmp_path):
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        deadline = time.monotonic() + 300
-        while not (work / "backup" / "training_metadata.json").exists():
-            assert process.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_for_file(work / "backup" / "training_metadata.json", process)
+        assert process.poll() is None, "training ended before its first backup"
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=120)
     finally:

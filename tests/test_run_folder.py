@@ -3,15 +3,15 @@
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import keras
 import pytest
 
-from conftest import ROOT, call_main, write_npz
+from conftest import ROOT, call_main, wait_for_file, write_npz
 from mnist_sum_keras import export
 from mnist_sum_keras.cli import train as train_cli
 from mnist_sum_keras.config import Config
@@ -52,16 +52,26 @@ def _config(data, out, **changes):
     return dataclasses.replace(config, **changes)
 
 
-@pytest.fixture
-def interrupted(tmp_path):
-    """`(data, out, work_dir)`: a seed-1 run of TINY stopped after its first epoch."""
-    data = write_npz(tmp_path / "mnist.npz", train=240, test=30)
-    out = tmp_path / "out"
+@pytest.fixture(scope="session")
+def _interrupted_once(tmp_path_factory):
+    """A seed-1 run of TINY stopped after its first epoch: `(folder, data, out)`."""
+    folder = tmp_path_factory.mktemp("interrupted")
+    data = write_npz(folder / "mnist.npz", train=240, test=30)
+    out = folder / "out"
     work = os.path.join(out, "mnist_sum", "training")
     with pytest.raises(KeyboardInterrupt):
         train(_config(data, out), work, verbose=0, callbacks=[_StopAfterFirstEpoch()])
     assert os.path.isdir(os.path.join(work, "backup"))
-    return data, out, work
+    return folder
+
+
+@pytest.fixture
+def interrupted(_interrupted_once, tmp_path):
+    """`(data, out, work_dir)`: a copy, in tmp_path, of the interrupted run's data
+    file and output folder (a run's identity holds no paths)."""
+    shutil.copytree(_interrupted_once, tmp_path, dirs_exist_ok=True)
+    out = tmp_path / "out"
+    return str(tmp_path / "mnist.npz"), out, os.path.join(out, "mnist_sum", "training")
 
 
 def _cli(data, out, *extra):
@@ -111,6 +121,7 @@ def test_the_same_command_resumes_and_releases_what_it_ran(interrupted):
     assert not os.path.exists(work)
 
 
+@pytest.mark.large  # A real fit and release.
 def test_restart_discards_the_other_run(interrupted):
     data, out, work = interrupted
     code, _, err = _cli(data, out, "--seed", "2", "--restart")
@@ -207,10 +218,7 @@ def test_a_second_run_is_refused_while_the_first_finishes_and_releases(tmp_path)
     with open(tmp_path / "first.log", "w") as log:
         first = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + 300
-            while not backup.exists() and first.poll() is None:
-                assert time.monotonic() < deadline, "no backup after 300 s"
-                time.sleep(0.05)
+            wait_for_file(backup, first)
             # Paused, the first run holds its folder for as long as the second takes.
             first.send_signal(signal.SIGSTOP)
             try:
@@ -230,25 +238,27 @@ def test_a_second_run_is_refused_while_the_first_finishes_and_releases(tmp_path)
 
 
 @pytest.mark.parametrize("step", [".keras", ".metrics.json", "version rename"])
-def test_a_release_cut_short_leaves_no_version(tiny_config, tiny_datasets, monkeypatch, step):
+def test_a_release_cut_short_leaves_no_version(tiny_config, tiny_datasets, trained_fit,
+                                               monkeypatch, step):
     base = os.path.join(tiny_config.output_dir, "mnist_sum")
-    if step == "version rename":  # The very last step of a release.
-        rename = os.rename
+    # `trained_fit` stands in for training in both runs; `failing` patches only the failure.
+    with monkeypatch.context() as failing:
+        if step == "version rename":  # The very last step of a release.
+            rename = os.rename
 
-        def rename_or_fail(source, target):
-            if target == os.path.join(base, "1"):
-                raise OSError("killed")
-            return rename(source, target)
-        monkeypatch.setattr(export.os, "rename", rename_or_fail)
-    else:
-        def release_failing_at(model, base_dir, files, version=None):
-            return export.release(model, base_dir, dict(files, **{step: _fail}), version)
-        monkeypatch.setattr("mnist_sum_keras.train.release", release_failing_at)
-    with pytest.raises(OSError, match="killed"):
-        run(tiny_config, datasets=tiny_datasets, verbose=0)
+            def rename_or_fail(source, target):
+                if target == os.path.join(base, "1"):
+                    raise OSError("killed")
+                return rename(source, target)
+            failing.setattr(export.os, "rename", rename_or_fail)
+        else:
+            def release_failing_at(model, base_dir, files, version=None):
+                return export.release(model, base_dir, dict(files, **{step: _fail}), version)
+            failing.setattr("mnist_sum_keras.train.release", release_failing_at)
+        with pytest.raises(OSError, match="killed"):
+            run(tiny_config, datasets=tiny_datasets, verbose=0)
     assert os.listdir(base) == ["training"]  # No version, no v1.* file, no staging.
-    monkeypatch.undo()
-    # The rerun trains again from the start (its backup was gone) and releases version 1.
+    # The rerun starts over in the same training folder and releases version 1.
     assert run(tiny_config, datasets=tiny_datasets, verbose=0)["version"] == 1
     assert sorted(os.listdir(base)) == ["1", "v1.config.json", "v1.history.csv", "v1.keras",
                                         "v1.logs", "v1.metrics.json"]

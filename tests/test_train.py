@@ -4,6 +4,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -17,9 +18,9 @@ from mnist_sum_keras.config import Config
 from mnist_sum_keras.train import run
 
 
-def test_run_releases_a_version_with_its_files(tiny_config, tiny_datasets):
-    metrics = run(tiny_config, datasets=tiny_datasets, verbose=0)
-    base = os.path.join(tiny_config.output_dir, "mnist_sum")
+def test_run_releases_a_version_with_its_files(tiny_release, tiny_datasets):
+    config, metrics = tiny_release
+    base = os.path.join(config.output_dir, "mnist_sum")
     assert metrics["version"] == 1
     assert sorted(os.listdir(base)) == [
         "1", "v1.config.json", "v1.history.csv", "v1.keras", "v1.logs", "v1.metrics.json"]
@@ -27,15 +28,16 @@ def test_run_releases_a_version_with_its_files(tiny_config, tiny_datasets):
     assert any(name.startswith("events.out.tfevents")
                for _, _, names in os.walk(os.path.join(base, "v1.logs")) for name in names)
     assert os.path.isfile(os.path.join(base, "1", "saved_model.pb"))
-    assert Config.from_json(os.path.join(base, "v1.config.json")) == tiny_config
+    assert Config.from_json(os.path.join(base, "v1.config.json")) == config
     with open(os.path.join(base, "v1.metrics.json")) as f:
         saved = json.load(f)
     figures = saved["test_pairs"]
+    assert figures == metrics["test_pairs"]
     assert figures["pairs"] == 10 * len(tiny_datasets["test"][0])
     assert set(figures) == {"pairs", "digit_accuracy", "sum_accuracy",
                             "both_correct", "consistency"}
     with open(os.path.join(base, "v1.history.csv")) as f:
-        assert len(f.read().strip().splitlines()) == 1 + tiny_config.epochs
+        assert len(f.read().strip().splitlines()) == 1 + config.epochs
 
     # The released .keras file is the model whose figures were reported.
     model = keras.models.load_model(os.path.join(base, "v1.keras"))
@@ -43,9 +45,18 @@ def test_run_releases_a_version_with_its_files(tiny_config, tiny_datasets):
     from mnist_sum_keras.evaluate import evaluate
     assert evaluate(model, images, digits) == figures
 
-    # A second run adds version 2 and leaves version 1 alone.
-    assert run(tiny_config, datasets=tiny_datasets, verbose=0)["version"] == 2
-    assert os.path.isfile(os.path.join(base, "v1.keras"))
+
+def test_the_next_run_adds_a_version(tiny_release, tiny_datasets, trained_fit, tmp_path):
+    released, _ = tiny_release
+    config = dataclasses.replace(released, output_dir=str(tmp_path))
+    base = os.path.join(config.output_dir, "mnist_sum")
+    shutil.copytree(os.path.join(released.output_dir, "mnist_sum"), base)
+    before = {name: os.path.getmtime(os.path.join(base, name)) for name in os.listdir(base)}
+    assert run(config, datasets=tiny_datasets, verbose=0)["version"] == 2
+    assert sorted(os.listdir(base)) == sorted([*before, "2", "v2.config.json", "v2.history.csv",
+                                               "v2.keras", "v2.logs", "v2.metrics.json"])
+    # Version 1 is left alone.
+    assert {name: os.path.getmtime(os.path.join(base, name)) for name in before} == before
 
 
 def _script(*args, env=None):
@@ -123,24 +134,21 @@ def test_every_config_field_is_a_flag():
         assert getattr(defaults, field.name) == getattr(Config(), field.name), field.name
 
 
-def test_ema_weights_are_the_ones_released(tiny_config, tiny_datasets, tmp_path):
-    import dataclasses
-
+def test_ema_weights_are_the_ones_released(tiny_config, tiny_datasets, tiny_release, tmp_path):
     from mnist_sum_keras.model import build_model
     from mnist_sum_keras.train import train
 
     keras.utils.set_random_seed(tiny_config.seed)
     initial = [w.numpy() for w in build_model(tiny_config).trainable_weights]
 
-    def trained(ema_momentum):
-        config = dataclasses.replace(tiny_config, epochs=1, ema_momentum=ema_momentum)
-        model, _ = train(config, str(tmp_path / str(ema_momentum)), datasets=tiny_datasets,
-                         verbose=0)
-        return [w.numpy() for w in model.trainable_weights]
+    def moved(weights):
+        return max(np.abs(a.numpy() - b).max() for a, b in zip(weights, initial))
 
     # An average with a horizon of a million steps has barely left the start;
-    # the raw weights of the same run have moved.
-    def moved(weights):
-        return max(np.abs(a - b).max() for a, b in zip(weights, initial))
-    assert moved(trained(0.999999)) < 1e-4
-    assert moved(trained(0.0)) > 1e-2
+    config = dataclasses.replace(tiny_config, ema_momentum=0.999999)
+    model, _ = train(config, str(tmp_path / "training"), datasets=tiny_datasets, verbose=0)
+    assert moved(model.trainable_weights) < 1e-4
+    # the raw weights of the same run, without the average, have moved.
+    _, metrics = tiny_release
+    assert not tiny_config.ema_momentum
+    assert moved(keras.models.load_model(metrics["keras_model"]).trainable_weights) > 1e-2
