@@ -89,46 +89,268 @@ def _gray_on_white(pixels):
     return gray * alpha + 255.0 * (1.0 - alpha)
 
 
+# Pictures are read at most this many pixels on their longer side: a phone's
+# 12 MP photo is shrunk (averaging, which also cuts its sensor noise) before
+# any other work. Smaller pictures are read as they are.
+WORK_SIZE = 384
+# Marks count as light on a dark ground (to be inverted) when the skew of the
+# picture's detail is above this; paper with no clear marks counts as paper.
+LIGHT_INK_SKEW = 0.5
+# The paper's brightness is estimated on a square copy of this size, with a
+# window of this many pixels (a sixth of it: wider than any stroke).
+BACKGROUND_SIZE = 96
+BACKGROUND_WINDOW = 17
+# Ink is what stands out from the paper by more than this many robust standard
+# deviations of the paper's own variation (noise, texture, JPEG) ...
+NOISE_SIGMAS = 5.0
+# ... and by more than this fraction of the strongest ink.
+INK_FLOOR = 0.1
+# Marks are grouped into objects on a grid of this many cells a side (nearby
+# strokes of one digit join); a ruled line is a thin mark at least this long and this share
+# of the width.
+COMPONENT_GRID = 64
+LINE_LENGTH = (0.6, 64)
+LINE_SLOPES = (-0.18, -0.09, 0.0, 0.09, 0.18)
+# A digit is at least this share of the picture's shorter side, has at least as
+# many marked pixels as it is long, and holds at least this share of all the
+# ink in the picture; its strokes are solid (at least this share of its marked
+# pixels have all 8 neighbours marked: not a cloud of specks) and darker than
+# the paper by at least this fraction (what paper's texture and light never
+# are).
+MIN_DIGIT_SIZE = 0.08
+MIN_INK_SHARE = 0.3
+MIN_SOLID = 0.45
+MIN_DARKNESS = 0.2
+
+
+def _percentile(sorted_values, q):
+    """The q-th percentile (0..100) of an ascending vector, nearest rank."""
+    n = tf.size(sorted_values)
+    index = tf.cast(tf.round(q / 100.0 * tf.cast(n - 1, tf.float32)), tf.int32)
+    return sorted_values[index]
+
+
 def _median(values):
     # numpy.median: the mean of the two middle values of an even count.
-    values = tf.sort(values)
+    values = tf.sort(tf.reshape(values, [-1]))
     n = tf.size(values)
     return 0.5 * (values[(n - 1) // 2] + values[n // 2])
 
 
-def to_mnist(pixels):
-    """Turns any picture of one digit into an MNIST-style 28x28 uint8 array.
+def _pool(image, window, kind):
+    """Max, min or mean over a `window` x `window` neighbourhood, same size out."""
+    x = image[None, ..., None]
+    if kind == "max":
+        x = tf.nn.max_pool2d(x, window, 1, "SAME")
+    elif kind == "min":
+        x = -tf.nn.max_pool2d(-x, window, 1, "SAME")
+    else:
+        x = tf.nn.avg_pool2d(x, window, 1, "SAME")
+    return x[0, ..., 0]
 
-    As the dataset was made: grayscale (transparent pixels count as
-    background); inverted when the digit is dark on a light background (the
-    median of the border decides); cropped to the digit's bounding box (ink
-    above 10% of the darkest stroke); longer side scaled to 20 px keeping the
-    aspect ratio (Lanczos, antialiased); pasted into 28x28 with its centre of
-    mass at the centre. Result: a white digit on black, 0..255.
 
-    Args:
-        pixels: uint8 tensor (height, width, channels), 1 to 4 channels.
+def _resize(image, size, method="area"):
+    return tf.image.resize(image[..., None], size, method=method)[..., 0]
 
-    Raises:
-        tf.errors.InvalidArgumentError: the picture is blank.
-    """
+
+def _working_gray(pixels):
+    """uint8 (h, w, c) -> float32 gray levels, shrunk to at most `WORK_SIZE` a side."""
     gray = _gray_on_white(pixels)
-    border = tf.concat([gray[0], gray[-1], gray[:, 0], gray[:, -1]], axis=0)
-    background = _median(border)
-    light_paper = background > 127.0   # Dark ink on light paper: MNIST is light on dark.
-    gray = tf.where(light_paper, 255.0 - gray, gray)
-    background = tf.where(light_paper, 255.0 - background, background)
-    ink = tf.maximum(gray - background, 0.0)
+    size = tf.shape(gray)[:2]
+    longer = tf.reduce_max(size)
+    scaled = tf.maximum(1, tf.cast(tf.round(
+        tf.cast(size, tf.float32) * WORK_SIZE / tf.cast(longer, tf.float32)), tf.int32))
+    return tf.cond(longer > WORK_SIZE, lambda: _resize(gray, scaled), lambda: gray)
+
+
+def _dark_ink_on_light_paper(gray):
+    """False when the marks are clearly lighter than their surroundings (chalk, a
+    drawing on a black canvas, MNIST itself); True otherwise (pen on paper).
+
+    Decided by the skew of the picture's detail (the picture minus a blur of
+    it): sparse marks make one tail long, while light falling off, shadows,
+    texture and noise are about as much lighter as darker. Paper with no clear
+    marks counts as paper.
+    """
+    size = tf.shape(gray)
+    window = tf.maximum(3, tf.reduce_max(size) // 8)
+    small = tf.maximum(1, size // window)
+    detail = gray - _resize(_resize(gray, small), size, "bilinear")
+    detail -= tf.reduce_mean(detail)
+    skew = tf.reduce_mean(detail ** 3) / tf.maximum(tf.reduce_mean(detail ** 2), 1e-6) ** 1.5
+    return skew < LIGHT_INK_SKEW
+
+
+def _paper(gray):
+    """The paper's brightness at every point of a dark-ink picture.
+
+    A grey-level closing (dilation then erosion) with a window wider than a
+    stroke removes the strokes and keeps light falling off, shadows' edges and
+    large stains. Computed on a `BACKGROUND_SIZE` square copy of the picture
+    (shrunk or grown), then smoothed and brought back to the picture's size.
+    """
+    small = _resize(gray, (BACKGROUND_SIZE, BACKGROUND_SIZE))
+    # Extended past the edges as point reflections, so that light falling off
+    # towards an edge goes on falling (a mirror would make the edge a valley
+    # the closing fills, the paper there too bright).
+    pad = BACKGROUND_WINDOW
+    small = tf.concat([2 * small[:1] - small[pad:0:-1], small,
+                       2 * small[-1:] - small[-2:-pad - 2:-1]], axis=0)
+    small = tf.concat([2 * small[:, :1] - small[:, pad:0:-1], small,
+                       2 * small[:, -1:] - small[:, -2:-pad - 2:-1]], axis=1)
+    closed = _pool(_pool(small, BACKGROUND_WINDOW, "max"), BACKGROUND_WINDOW, "min")
+    smooth = _pool(closed, BACKGROUND_WINDOW // 3, "mean")[pad:-pad, pad:-pad]
+    return tf.maximum(_resize(smooth, tf.shape(gray), "bilinear"), 1.0)
+
+
+def _ink(pixels):
+    """Flat-fielded ink: 0 where the paper is, up to 1 for black ink, float (h, w).
+
+    Light ink on dark ground (a drawing on a black canvas, MNIST itself) is
+    inverted first, so that everything after sees pen on paper.
+    """
+    gray = _working_gray(pixels)
+    gray = tf.where(_dark_ink_on_light_paper(gray), gray, 255.0 - gray)
+    # Light falls on paper and ink alike: darkness is relative to the paper.
+    return tf.clip_by_value(1.0 - gray / _paper(gray), 0.0, 1.0)
+
+
+def _sheared(image, slope):
+    """Row y + round(slope * (x - centre)) of column x, at (y, x) (edges repeated)."""
+    size = tf.shape(image)
+    xs = tf.range(size[1])
+    offsets = tf.cast(tf.round(slope * tf.cast(xs - size[1] // 2, tf.float32)), tf.int32)
+    rows = tf.clip_by_value(tf.range(size[0])[:, None] + offsets[None, :], 0, size[0] - 1)
+    return tf.transpose(tf.gather(tf.transpose(image), tf.transpose(rows), batch_dims=1))
+
+
+def _window_sum(values, length):
+    """Sum of `values` (h, w) over a window of `length` along each row, centred."""
+    padded = tf.pad(values, [[0, 0], [length // 2 + 1, length - length // 2]])
+    total = tf.cumsum(padded, axis=1)
+    width = tf.shape(values)[1]
+    return total[:, length + 1:length + 1 + width] - total[:, 1:1 + width]
+
+
+def _ruled_lines(mask):
+    """Thin marks that run straight across the frame (ruled paper, a table's edge):
+    bool (h, w). A digit's strokes are shorter, or thicker."""
+    mask = tf.cast(mask, tf.float32)
+    width = tf.shape(mask)[1]
+    length = tf.maximum(tf.cast(LINE_LENGTH[0] * tf.cast(width, tf.float32), tf.int32),
+                        LINE_LENGTH[1])
+    # Thin: gone after a vertical erosion of 7 px.
+    thin = mask * (1.0 - -tf.nn.max_pool2d(-mask[None, ..., None], (7, 1), 1, "SAME")[0, ..., 0])
+    lines = tf.zeros_like(mask)
+    for slope in LINE_SLOPES:
+        along = _sheared(mask, slope)
+        # Centres of windows mostly on the mark, then every pixel of such a window.
+        centres = tf.cast(_window_sum(along, length) >= 0.8 * tf.cast(length, tf.float32),
+                          tf.float32)
+        covered = tf.cast(_window_sum(centres, length) > 0, tf.float32) * along
+        lines = tf.maximum(lines, _sheared(covered, -slope))
+    return tf.logical_and(lines > 0, thin > 0)
+
+
+def _components(mask, max_steps=256):
+    """Labels of the 8-connected components of a small bool mask: float (h, w), 0 off.
+
+    Every pixel starts with its own number and takes the largest of its
+    neighbourhood's until nothing changes (at most `max_steps` rounds: a
+    longer component would stay split, never merged with another).
+    """
+    size = tf.shape(mask)
+    ids = tf.reshape(tf.range(1, size[0] * size[1] + 1, dtype=tf.float32), size)
+    labels = tf.where(mask, ids, 0.0)
+
+    def spread(step, labels, _):
+        grown = tf.where(mask, _pool(labels, 3, "max"), 0.0)
+        return step + 1, grown, tf.reduce_any(tf.not_equal(grown, labels))
+
+    def going(step, _, changed):
+        return tf.logical_and(step < max_steps, changed)
+
+    _, labels, _ = tf.while_loop(going, spread, (0, labels, True))
+    return labels
+
+
+def _digit(ink, mask):
+    """The marks that make the digit: bool (h, w), and the check that refuses a blank.
+
+    Marks are grouped into objects on a grid of at most `COMPONENT_GRID`
+    cells a side, where nearby strokes of one digit join. The digit is the
+    object with the most ink, favouring the middle of the frame over its
+    border (a shadow's edge, the table), together with the objects whose
+    centres fall inside its box (a detached stroke of a 5). A picture is
+    refused when that digit is tiny, or holds too little of the picture's ink
+    (noise, texture: nothing stands out).
+    """
+    size = tf.shape(ink)
+    grid = (COMPONENT_GRID, COMPONENT_GRID)
+    coarse_ink = _resize(tf.where(mask, ink, 0.0), grid)
+    labels = _components(_pool(tf.cast(coarse_ink > 0, tf.float32), 3, "max") > 0)
+    names, index = tf.unique(tf.reshape(labels, [-1]))
+    count = tf.size(names)
+    ys, xs = tf.meshgrid(tf.range(COMPONENT_GRID), tf.range(COMPONENT_GRID), indexing="ij")
+    ys = tf.cast(tf.reshape(ys, [-1]), tf.float32)
+    xs = tf.cast(tf.reshape(xs, [-1]), tf.float32)
+    weights = tf.reshape(coarse_ink, [-1])
+
+    def total(values):
+        return tf.math.unsorted_segment_sum(values, index, count)
+
+    mass = total(weights)
+    centre_y = total(ys * weights) / tf.maximum(mass, 1e-9)
+    centre_x = total(xs * weights) / tf.maximum(mass, 1e-9)
+    top = tf.math.unsorted_segment_min(ys, index, count)
+    bottom = tf.math.unsorted_segment_max(ys, index, count)
+    left = tf.math.unsorted_segment_min(xs, index, count)
+    right = tf.math.unsorted_segment_max(xs, index, count)
+    rows = cols = float(COMPONENT_GRID)
+    marked = tf.logical_and(tf.not_equal(names, 0.0), mass > 0)
+    border = (top <= 0) | (left <= 0) | (bottom >= rows - 1) | (right >= cols - 1)
+    off_centre = (tf.square((centre_y + 0.5) / rows - 0.5)
+                  + tf.square((centre_x + 0.5) / cols - 0.5))
+    score = mass * tf.exp(-2.0 * off_centre) * tf.where(border, 0.25, 1.0)
+    best = tf.argmax(tf.where(marked, score, -1.0))
+    margin_y = 0.2 * (bottom[best] - top[best] + 1)
+    margin_x = 0.2 * (right[best] - left[best] + 1)
+    inside = (marked & (centre_y >= top[best] - margin_y)
+              & (centre_y <= bottom[best] + margin_y)
+              & (centre_x >= left[best] - margin_x) & (centre_x <= right[best] + margin_x))
+    chosen = tf.cast(tf.reshape(tf.gather(inside, index), grid), tf.float32)
+    # Back to the picture's pixels: the marks in the chosen cells.
+    cells = _resize(chosen, size, "nearest") > 0
+    digit = tf.logical_and(cells, mask)
+
+    share = (tf.reduce_sum(tf.where(inside, mass, 0.0))
+             / tf.maximum(tf.reduce_sum(tf.where(marked, mass, 0.0)), 1e-9))
+    def span(marked):  # From the first marked row (or column) to the last; 0 if none.
+        at = tf.cast(tf.where(marked)[:, 0], tf.float32)
+        return tf.reduce_max(tf.concat([at + 1.0, [0.0]], 0)) - tf.reduce_min(
+            tf.concat([at, [0.0]], 0)) * tf.cast(tf.size(at) > 0, tf.float32)
+
+    extent = tf.maximum(span(tf.reduce_any(digit, axis=1)), span(tf.reduce_any(digit, axis=0)))
+    relative = extent / tf.reduce_min(tf.cast(size, tf.float32))
+    pixels = tf.reduce_sum(tf.cast(digit, tf.float32))
+    found = ((share >= MIN_INK_SHARE) & (relative >= MIN_DIGIT_SIZE) & (pixels >= extent))
+    check = tf.debugging.Assert(found, [contract.refusal(
+        contract.BLANK_RULE, "the likeliest digit holds"), share,
+        "of the ink and spans", relative, "of the shorter side"])
+    return digit, check
+
+
+def _mnist_box(ink):
+    """A white-on-black picture of the digit alone (float 0..255) -> MNIST's layout.
+
+    Cropped to the digit (ink above 10% of the strongest), longer side scaled
+    to 20 px keeping the aspect ratio (Lanczos, antialiased), pasted into 28x28
+    with its centre of mass at the centre.
+    """
     peak = tf.reduce_max(ink)
-    # Everything below reads `ink` through this identity, so nothing slices an
-    # empty crop before the check has refused a blank picture.
-    with tf.control_dependencies([tf.debugging.Assert(
-            peak > 0, [contract.refusal(contract.BLANK_RULE, "peak ink"), peak])]):
-        ink = tf.identity(ink)
     rows = tf.where(tf.reduce_max(ink, axis=1) > 0.1 * peak)[:, 0]
     cols = tf.where(tf.reduce_max(ink, axis=0) > 0.1 * peak)[:, 0]
     crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
-    crop = crop * (255.0 / tf.reduce_max(crop))
 
     size = tf.cast(tf.shape(crop), tf.float32)
     scale = DIGIT_BOX / tf.reduce_max(size)
@@ -149,6 +371,52 @@ def to_mnist(pixels):
     out = tf.cast(tf.round(out), tf.uint8)
     out.set_shape(IMAGE_SHAPE)
     return out
+
+
+def to_mnist(pixels):
+    """Finds the digit in any picture of one and draws it as MNIST would: 28x28 uint8.
+
+    As a careful person would: grayscale (transparent pixels count as paper);
+    shrunk to at most `WORK_SIZE` a side; light ink on a dark ground inverted
+    to pen on paper; the paper's brightness estimated at every point and
+    divided out (uneven light, shadows); ink is what stands out from the paper
+    by more than its noise (`NOISE_SIGMAS`) and a tenth of the strongest ink,
+    everything else exactly 0; thin lines across the frame (ruled paper)
+    dropped; the digit is the most inked object away from the border, with
+    its detached parts (`_digit`); then MNIST's layout (`_mnist_box`). A clean
+    picture (even paper, no noise) gives what cropping its ink directly
+    gives. Result: a white digit on black, 0..255.
+
+    Args:
+        pixels: uint8 tensor (height, width, channels), 1 to 4 channels.
+
+    Raises:
+        tf.errors.InvalidArgumentError: the picture is blank: nothing in it
+            stands out as a digit (blank paper, noise, texture).
+    """
+    ink = _ink(pixels)
+    smooth = _pool(ink, 3, "mean")
+    values = tf.sort(tf.reshape(smooth, [-1]))
+    paper = _median(values)
+    spread = 1.4826 * _median(tf.abs(values - paper))
+    threshold = paper + tf.maximum(NOISE_SIGMAS * spread, INK_FLOOR * (values[-1] - paper))
+    mask = smooth > tf.maximum(threshold, paper + 1e-3)
+    mask = tf.logical_and(mask, tf.logical_not(_ruled_lines(mask)))
+    digit, check = _digit(ink, mask)
+    # With its anti-aliased edge (a ring of one pixel), less the paper's level.
+    keep = _pool(tf.cast(digit, tf.float32), 3, "max") > 0
+    marks = tf.where(keep, tf.maximum(ink - paper, 0.0), 0.0)
+    strokes = tf.sort(tf.boolean_mask(marks, digit))
+    count = tf.size(strokes)
+    # The strokes' level (not the single darkest pixel, which noise sets) becomes 255.
+    level = tf.cond(count > 0, lambda: _percentile(strokes, 95), lambda: 0.0)
+    solid = tf.reduce_sum(tf.cast(_pool(tf.cast(digit, tf.float32), 2, "min") > 0,
+                                  tf.float32)) / tf.maximum(tf.cast(count, tf.float32), 1.0)
+    inked = tf.debugging.Assert((level >= MIN_DARKNESS) & (solid >= MIN_SOLID), [
+        contract.refusal(contract.BLANK_RULE, "strokes darker than the paper by"), level,
+        "and solid for", solid])
+    with tf.control_dependencies([check, inked]):
+        return _mnist_box(tf.minimum(marks * (255.0 / level), 255.0))
 
 
 def read_image(image_bytes):
