@@ -49,11 +49,17 @@ def _claimed_pixels(image_bytes):
     ], default=lambda: tf.constant(-1, tf.int64), exclusive=True)
 
 
-def decode(image_bytes):
+def decode(image_bytes, shrink_to=None):
     """Decodes one PNG, JPEG, GIF (first frame) or BMP to uint8 (height, width, channels).
 
     The header's pixel count is checked against `contract.MAX_IMAGE_PIXELS`
     before decoding, so a decompression bomb never allocates its pixels.
+
+    Args:
+        image_bytes: a string scalar.
+        shrink_to: for a JPEG, decode at 1/2, 1/4 or 1/8 of its size (libjpeg's
+            DCT scaling: a 12 MP photo costs a fraction of its full decode) as
+            long as its longer side stays at least this long. None: full size.
 
     Raises:
         tf.errors.InvalidArgumentError: an unknown format, a bomb, or bytes
@@ -68,9 +74,22 @@ def decode(image_bytes):
             contract.IMAGE_BYTES_SIZE_RULE, "a header claiming"), pixels, "pixels"]),
     ]
     with tf.control_dependencies(checks):
-        image = tf.io.decode_image(image_bytes, expand_animations=False)
+        if shrink_to is None:
+            image = tf.io.decode_image(image_bytes, expand_animations=False)
+        else:
+            image = tf.cond(tf.io.is_jpeg(image_bytes),
+                            lambda: _decode_jpeg_shrunk(image_bytes, shrink_to),
+                            lambda: tf.io.decode_image(image_bytes, expand_animations=False))
     image.set_shape([None, None, None])
     return image
+
+
+def _decode_jpeg_shrunk(image_bytes, shrink_to):
+    longer = tf.reduce_max(tf.io.extract_jpeg_shape(image_bytes)[:2])
+    return tf.case([(longer >= ratio * shrink_to,
+                     lambda ratio=ratio: tf.io.decode_jpeg(image_bytes, ratio=ratio))
+                    for ratio in (8, 4, 2)],
+                   default=lambda: tf.io.decode_jpeg(image_bytes))
 
 
 def _gray_on_white(pixels):
@@ -93,13 +112,12 @@ def _gray_on_white(pixels):
 # 12 MP photo is shrunk (averaging, which also cuts its sensor noise) before
 # any other work. Smaller pictures are read as they are.
 WORK_SIZE = 384
-# Marks count as light on a dark ground (to be inverted) when the skew of the
-# picture's detail is above this; paper with no clear marks counts as paper.
-LIGHT_INK_SKEW = 0.5
-# The paper's brightness is estimated on a square copy of this size, with a
-# window of this many pixels (a sixth of it: wider than any stroke).
-BACKGROUND_SIZE = 96
-BACKGROUND_WINDOW = 17
+# The skew of a picture's detail that tells dark marks on light ground from
+# light on dark (`_dark_ink_on_light_paper`).
+CLEAR_SKEW = 1.0
+# A border whose median absolute deviation is at most this many grey levels is
+# clean (a drawing, a scan), not a photo's.
+CLEAN_BORDER = 2.0
 # Ink is what stands out from the paper by more than this many robust standard
 # deviations of the paper's own variation (noise, texture, JPEG) ...
 NOISE_SIGMAS = 5.0
@@ -109,7 +127,7 @@ INK_FLOOR = 0.1
 # strokes of one digit join); a ruled line is a thin mark at least this long and this share
 # of the width.
 COMPONENT_GRID = 64
-LINE_LENGTH = (0.6, 64)
+LINE_LENGTH = (0.6, 64)  # share of the width, and pixels
 LINE_SLOPES = (-0.18, -0.09, 0.0, 0.09, 0.18)
 # A digit is at least this share of the picture's shorter side, has at least as
 # many marked pixels as it is long, and holds at least this share of all the
@@ -130,6 +148,20 @@ def _percentile(sorted_values, q):
     return sorted_values[index]
 
 
+def _fraction_quantile(values, q, bins=4096):
+    """The q-quantile (0..1) of values in [0, 1], to 1/bins, in one pass (no sort).
+
+    Returns the lower edge of the bin where the cumulative count reaches q, so
+    a value that most pixels share exactly (0 in a clean picture) comes out
+    exactly.
+    """
+    counts = tf.histogram_fixed_width(tf.reshape(values, [-1]), [0.0, 1.0], nbins=bins)
+    cumulative = tf.cumsum(counts)
+    needed = tf.cast(tf.math.ceil(q * tf.cast(tf.size(values), tf.float32)), tf.int32)
+    index = tf.argmax(tf.cast(cumulative >= tf.maximum(needed, 1), tf.int32))
+    return tf.cast(index, tf.float32) / bins
+
+
 def _median(values):
     # numpy.median: the mean of the two middle values of an even count.
     values = tf.sort(tf.reshape(values, [-1]))
@@ -137,16 +169,50 @@ def _median(values):
     return 0.5 * (values[(n - 1) // 2] + values[n // 2])
 
 
+def _running(x, window, axis, kind):
+    """Max, min or sum over a centred window along `axis` of a 2-D tensor, same
+    size out (the window cut at the edges).
+
+    Args:
+        window: an int, or an int32 scalar tensor at most 4096.
+    """
+    if axis == 1:
+        return tf.transpose(_running(tf.transpose(x), window, 0, kind))
+    length, columns = tf.shape(x)[0], tf.shape(x)[1]
+    if kind == "sum":
+        total = tf.cumsum(tf.pad(x, [[window // 2 + 1, window - window // 2], [0, 0]]))
+        return total[window:window + length] - total[:length]
+    op, fill = (tf.maximum, -1e30) if kind == "max" else (tf.minimum, 1e30)
+    x = tf.concat([tf.fill([window // 2, columns], fill), x,
+                   tf.fill([window, columns], fill)], axis=0)
+    rows = tf.shape(x)[0]
+    if isinstance(window, int):  # Doubling with fixed steps: x[i] then covers [i, i + span).
+        span = 1
+        while 2 * span <= window:
+            x = op(x[:-span], x[span:])
+            span *= 2
+        return op(x[:length], x[window - span:window - span + length])
+
+    def ahead(v, step):  # v[i + step], the padding's fill past the end.
+        return tf.gather(v, tf.minimum(tf.range(rows) + step, rows - 1))
+
+    span = tf.constant(1)
+    for _ in range(12):  # The same doubling, each step taken only while it fits.
+        wider = 2 * span <= window
+        x = tf.where(wider, op(x, ahead(x, span)), x)
+        span = tf.where(wider, 2 * span, span)
+    return op(x, ahead(x, window - span))[:length]
+
+
 def _pool(image, window, kind):
-    """Max, min or mean over a `window` x `window` neighbourhood, same size out."""
-    x = image[None, ..., None]
-    if kind == "max":
-        x = tf.nn.max_pool2d(x, window, 1, "SAME")
-    elif kind == "min":
-        x = -tf.nn.max_pool2d(-x, window, 1, "SAME")
-    else:
-        x = tf.nn.avg_pool2d(x, window, 1, "SAME")
-    return x[0, ..., 0]
+    """Max, min or mean over a `window` x `window` neighbourhood, same size out
+    (the window cut at the edges: means over the part inside the picture)."""
+    if kind == "mean":
+        ones = tf.ones_like(image)
+        return _pool(image, window, "sum") / _pool(ones, window, "sum")
+    for axis in (0, 1):
+        image = _running(image, window, axis, kind)
+    return image
 
 
 def _resize(image, size, method="area"):
@@ -164,13 +230,16 @@ def _working_gray(pixels):
 
 
 def _dark_ink_on_light_paper(gray):
-    """False when the marks are clearly lighter than their surroundings (chalk, a
-    drawing on a black canvas, MNIST itself); True otherwise (pen on paper).
+    """True when the marks are darker than the ground (pen on paper), False when
+    lighter (chalk, a drawing on a black canvas, MNIST itself).
 
-    Decided by the skew of the picture's detail (the picture minus a blur of
-    it): sparse marks make one tail long, while light falling off, shadows,
-    texture and noise are about as much lighter as darker. Paper with no clear
-    marks counts as paper.
+    The skew of the picture's detail (the picture minus a blur of it) decides
+    when it is clear: sparse marks make one tail long, while light falling
+    off, shadows, texture and noise are about as much lighter as darker. When
+    it is not (bold marks filling the frame, no marks at all), a clean
+    picture's border is its ground (dark when its median is in the lower half
+    of the picture's range, as in MNIST); a noisy one (a photo) is taken to be
+    pen on paper.
     """
     size = tf.shape(gray)
     window = tf.maximum(3, tf.reduce_max(size) // 8)
@@ -178,29 +247,44 @@ def _dark_ink_on_light_paper(gray):
     detail = gray - _resize(_resize(gray, small), size, "bilinear")
     detail -= tf.reduce_mean(detail)
     skew = tf.reduce_mean(detail ** 3) / tf.maximum(tf.reduce_mean(detail ** 2), 1e-6) ** 1.5
-    return skew < LIGHT_INK_SKEW
+    border = tf.concat([gray[0], gray[-1], gray[:, 0], gray[:, -1]], axis=0)
+    ground = _median(border)
+    clean = _median(tf.abs(border - ground)) <= CLEAN_BORDER
+    steady = _pool(gray, 3, "mean")  # The range of the picture, not of its noise.
+    dark_ground = ground < 0.5 * (tf.reduce_min(steady) + tf.reduce_max(steady))
+    return tf.cond(tf.abs(skew) >= CLEAR_SKEW, lambda: skew < 0.0,
+                   lambda: tf.logical_not(clean & dark_ground))
 
 
 def _paper(gray):
     """The paper's brightness at every point of a dark-ink picture.
 
-    A grey-level closing (dilation then erosion) with a window wider than a
-    stroke removes the strokes and keeps light falling off, shadows' edges and
-    large stains. Computed on a `BACKGROUND_SIZE` square copy of the picture
-    (shrunk or grown), then smoothed and brought back to the picture's size.
+    A grey-level closing (dilation then erosion) with a window a third of the
+    picture's longer side, wider than any stroke, removes the strokes and
+    keeps what is wider: light falling off, the edges of shadows (exactly,
+    however sharp: a closing keeps any edge that runs straight through its
+    window) and large stains. Past the picture's edges it is extended as a
+    point reflection, so that light falling off towards an edge goes on
+    falling (a mirror would make the edge a valley that the closing fills).
     """
-    small = _resize(gray, (BACKGROUND_SIZE, BACKGROUND_SIZE))
-    # Extended past the edges as point reflections, so that light falling off
-    # towards an edge goes on falling (a mirror would make the edge a valley
-    # the closing fills, the paper there too bright).
-    pad = BACKGROUND_WINDOW
-    small = tf.concat([2 * small[:1] - small[pad:0:-1], small,
-                       2 * small[-1:] - small[-2:-pad - 2:-1]], axis=0)
-    small = tf.concat([2 * small[:, :1] - small[:, pad:0:-1], small,
-                       2 * small[:, -1:] - small[:, -2:-pad - 2:-1]], axis=1)
-    closed = _pool(_pool(small, BACKGROUND_WINDOW, "max"), BACKGROUND_WINDOW, "min")
-    smooth = _pool(closed, BACKGROUND_WINDOW // 3, "mean")[pad:-pad, pad:-pad]
-    return tf.maximum(_resize(smooth, tf.shape(gray), "bilinear"), 1.0)
+    size = tf.shape(gray)
+    window = tf.reduce_max(size) // 6 * 2 + 1
+    pad = tf.minimum(window // 2, size - 1)
+    rows = tf.range(-pad[0], size[0] + pad[0])
+    cols = tf.range(-pad[1], size[1] + pad[1])
+
+    def reflect(at, n):  # Index and sign: i<0 -> 2*x[0] - x[-i], i>=n -> 2*x[n-1] - x[2n-2-i].
+        return tf.where(at < 0, -at, tf.where(at >= n, 2 * n - 2 - at, at))
+
+    inside = tf.gather(tf.gather(gray, reflect(rows, size[0])), reflect(cols, size[1]), axis=1)
+    edge_r = tf.gather(gray, tf.clip_by_value(rows, 0, size[0] - 1))
+    edge = tf.gather(edge_r, tf.clip_by_value(cols, 0, size[1] - 1), axis=1)
+    outside = tf.logical_or(
+        ((rows < 0) | (rows >= size[0]))[:, None], ((cols < 0) | (cols >= size[1]))[None, :])
+    extended = tf.where(outside, 2 * edge - inside, inside)
+    # On a 3x3 mean: the closing's maximum would otherwise ride on the noise.
+    closed = _pool(_pool(_pool(extended, 3, "mean"), window, "max"), window, "min")
+    return tf.maximum(closed[pad[0]:pad[0] + size[0], pad[1]:pad[1] + size[1]], 1.0)
 
 
 def _ink(pixels):
@@ -234,22 +318,29 @@ def _window_sum(values, length):
 
 def _ruled_lines(mask):
     """Thin marks that run straight across the frame (ruled paper, a table's edge):
-    bool (h, w). A digit's strokes are shorter, or thicker."""
-    mask = tf.cast(mask, tf.float32)
-    width = tf.shape(mask)[1]
+    bool (h, w). A digit's strokes are shorter, or thicker.
+
+    Looked for at half resolution, along a few slopes (a photo is rarely
+    level): a line is a run of marks covering 80% of a window `LINE_LENGTH`
+    long; its pixels are dropped where the marks are thin (gone after a
+    vertical erosion of 7 px), so a stroke that crosses it stays.
+    """
+    marks = tf.cast(mask, tf.float32)
+    half = tf.nn.max_pool2d(marks[None, ..., None], 2, 2, "SAME")[0, ..., 0]
+    width = tf.shape(half)[1]
     length = tf.maximum(tf.cast(LINE_LENGTH[0] * tf.cast(width, tf.float32), tf.int32),
-                        LINE_LENGTH[1])
-    # Thin: gone after a vertical erosion of 7 px.
-    thin = mask * (1.0 - -tf.nn.max_pool2d(-mask[None, ..., None], (7, 1), 1, "SAME")[0, ..., 0])
-    lines = tf.zeros_like(mask)
+                        LINE_LENGTH[1] // 2)
+    lines = tf.zeros_like(half)
     for slope in LINE_SLOPES:
-        along = _sheared(mask, slope)
-        # Centres of windows mostly on the mark, then every pixel of such a window.
-        centres = tf.cast(_window_sum(along, length) >= 0.8 * tf.cast(length, tf.float32),
-                          tf.float32)
-        covered = tf.cast(_window_sum(centres, length) > 0, tf.float32) * along
+        along = _sheared(half, slope)
+        # Centres of windows mostly on a mark, then every marked pixel of such a window.
+        centres = _window_sum(along, length) >= 0.8 * tf.cast(length, tf.float32)
+        covered = tf.cast(_window_sum(tf.cast(centres, tf.float32), length) > 0,
+                          tf.float32) * along
         lines = tf.maximum(lines, _sheared(covered, -slope))
-    return tf.logical_and(lines > 0, thin > 0)
+    lines = _resize(lines, tf.shape(mask), "nearest") > 0
+    thin = tf.logical_not(_running(marks, 7, 0, "min") > 0)
+    return lines & thin & mask
 
 
 def _components(mask, max_steps=256):
@@ -396,10 +487,10 @@ def to_mnist(pixels):
     """
     ink = _ink(pixels)
     smooth = _pool(ink, 3, "mean")
-    values = tf.sort(tf.reshape(smooth, [-1]))
-    paper = _median(values)
-    spread = 1.4826 * _median(tf.abs(values - paper))
-    threshold = paper + tf.maximum(NOISE_SIGMAS * spread, INK_FLOOR * (values[-1] - paper))
+    paper = _fraction_quantile(smooth, 0.5)
+    spread = 1.4826 * _fraction_quantile(tf.abs(smooth - paper), 0.5)
+    strongest = tf.reduce_max(smooth)
+    threshold = paper + tf.maximum(NOISE_SIGMAS * spread, INK_FLOOR * (strongest - paper))
     mask = smooth > tf.maximum(threshold, paper + 1e-3)
     mask = tf.logical_and(mask, tf.logical_not(_ruled_lines(mask)))
     digit, check = _digit(ink, mask)
@@ -408,8 +499,11 @@ def to_mnist(pixels):
     marks = tf.where(keep, tf.maximum(ink - paper, 0.0), 0.0)
     strokes = tf.sort(tf.boolean_mask(marks, digit))
     count = tf.size(strokes)
-    # The strokes' level (not the single darkest pixel, which noise sets) becomes 255.
-    level = tf.cond(count > 0, lambda: _percentile(strokes, 95), lambda: 0.0)
+    # The strokes' level becomes 255: their darkest pixel, less what the paper's
+    # noise can add to one pixel (nothing in a clean picture), but never below
+    # the 99th percentile.
+    level = tf.cond(count > 0, lambda: tf.maximum(_percentile(strokes, 99),
+                                                  strokes[-1] - 12.0 * spread), lambda: 0.0)
     solid = tf.reduce_sum(tf.cast(_pool(tf.cast(digit, tf.float32), 2, "min") > 0,
                                   tf.float32)) / tf.maximum(tf.cast(count, tf.float32), 1.0)
     inked = tf.debugging.Assert((level >= MIN_DARKNESS) & (solid >= MIN_SOLID), [
@@ -421,7 +515,7 @@ def to_mnist(pixels):
 
 def read_image(image_bytes):
     """One encoded image (a string scalar) -> MNIST-style uint8 (28, 28)."""
-    return to_mnist(decode(image_bytes))
+    return to_mnist(decode(image_bytes, shrink_to=WORK_SIZE))
 
 
 def images_from_bytes(image_bytes):
