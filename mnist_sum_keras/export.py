@@ -29,6 +29,9 @@ OUTPUT_SPECS = {"digit": tf.TensorSpec([None], tf.int64),
                 "sum": tf.TensorSpec([None], tf.int64),
                 "digit_probabilities": tf.TensorSpec([None, NUM_DIGITS], tf.float32),
                 "sum_probabilities": tf.TensorSpec([None, NUM_SUMS], tf.float32)}
+# `predict_image` also answers the 28x28 picture the model read in each image,
+# so that a person can see why an answer is wrong.
+IMAGE_OUTPUT_SPECS = {**OUTPUT_SPECS, "image": tf.TensorSpec([None, *IMAGE_SHAPE], tf.uint8)}
 
 
 def existing_versions(base_dir):
@@ -71,11 +74,15 @@ def _serving_functions(model):
                                 contract.IMAGE_SHAPE_RULE,
                                 lambda: _answer(model, image, number), OUTPUT_SPECS)
 
+    def read_and_answer(image_bytes, number):
+        images = images_from_bytes(image_bytes)
+        return {**_answer(model, images, number), "image": images}
+
     @tf.function(input_signature=[IMAGE_BYTES_SPEC, NUMBER_SPEC])
     def predict_image(image_bytes, number):
         return contract.guarded(
             image_bytes, "image_bytes", number, (), contract.IMAGE_BYTES_SHAPE_RULE,
-            lambda: _answer(model, images_from_bytes(image_bytes), number), OUTPUT_SPECS)
+            lambda: read_and_answer(image_bytes, number), IMAGE_OUTPUT_SPECS)
 
     return {contract.SIGNATURE_KEY: serve, contract.PREDICT_IMAGE_KEY: predict_image}
 

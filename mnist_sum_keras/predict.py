@@ -118,6 +118,9 @@ CLEAR_SKEW = 1.0
 # A border whose median absolute deviation is at most this many grey levels is
 # clean (a drawing, a scan), not a photo's.
 CLEAN_BORDER = 2.0
+# The paper is estimated with a window a third of the picture's longer side,
+# and never narrower than this (in a small picture a stroke is a large share).
+MIN_PAPER_WINDOW = 15
 # Ink is what stands out from the paper by more than this many robust standard
 # deviations of the paper's own variation (noise, texture, JPEG) ...
 NOISE_SIGMAS = 5.0
@@ -260,7 +263,8 @@ def _paper(gray):
     """The paper's brightness at every point of a dark-ink picture.
 
     A grey-level closing (dilation then erosion) with a window a third of the
-    picture's longer side, wider than any stroke, removes the strokes and
+    picture's longer side (at least `MIN_PAPER_WINDOW` pixels), wider than any
+    stroke, removes the strokes and
     keeps what is wider: light falling off, the edges of shadows (exactly,
     however sharp: a closing keeps any edge that runs straight through its
     window) and large stains. Past the picture's edges it is extended as a
@@ -268,7 +272,7 @@ def _paper(gray):
     falling (a mirror would make the edge a valley that the closing fills).
     """
     size = tf.shape(gray)
-    window = tf.reduce_max(size) // 6 * 2 + 1
+    window = tf.maximum(tf.reduce_max(size) // 6 * 2 + 1, MIN_PAPER_WINDOW)
     pad = tf.minimum(window // 2, size - 1)
     rows = tf.range(-pad[0], size[0] + pad[0])
     cols = tf.range(-pad[1], size[1] + pad[1])
@@ -379,7 +383,8 @@ def _digit(ink, mask):
     size = tf.shape(ink)
     grid = (COMPONENT_GRID, COMPONENT_GRID)
     coarse_ink = _resize(tf.where(mask, ink, 0.0), grid)
-    labels = _components(_pool(tf.cast(coarse_ink > 0, tf.float32), 3, "max") > 0)
+    coarse = _resize(tf.cast(mask, tf.float32), grid) > 0
+    labels = _components(_pool(tf.cast(coarse, tf.float32), 3, "max") > 0)
     names, index = tf.unique(tf.reshape(labels, [-1]))
     count = tf.size(names)
     ys, xs = tf.meshgrid(tf.range(COMPONENT_GRID), tf.range(COMPONENT_GRID), indexing="ij")
@@ -487,8 +492,12 @@ def to_mnist(pixels):
     """
     ink = _ink(pixels)
     smooth = _pool(ink, 3, "mean")
-    paper = _fraction_quantile(smooth, 0.5)
-    spread = 1.4826 * _fraction_quantile(tf.abs(smooth - paper), 0.5)
+    # The paper's level and noise, from the pixels themselves: ink is a minority
+    # of them even in a digit that fills its frame (a blur would spread it).
+    paper = _fraction_quantile(ink, 0.5)
+    # Taken as the noise of the 3x3 mean too: a photo's noise is mostly not
+    # independent from pixel to pixel (JPEG, grain), and a mean hardly lowers it.
+    spread = 1.4826 * _fraction_quantile(tf.abs(ink - paper), 0.5)
     strongest = tf.reduce_max(smooth)
     threshold = paper + tf.maximum(NOISE_SIGMAS * spread, INK_FLOOR * (strongest - paper))
     mask = smooth > tf.maximum(threshold, paper + 1e-3)

@@ -48,18 +48,20 @@ OUTPUT_DTYPES = {"digit": tf.int64, "sum": tf.int64,
                  "digit_probabilities": tf.float32, "sum_probabilities": tf.float32}
 
 
-@pytest.mark.parametrize("key,inputs", [
+@pytest.mark.parametrize("key,inputs,outputs", [
     (contract.SIGNATURE_KEY, {"image": (tf.uint8, [None, 28, 28]),
-                              "number": (tf.int32, [None])}),
+                              "number": (tf.int32, [None])}, OUTPUT_DTYPES),
+    # predict_image also answers the 28x28 picture the model read.
     (contract.PREDICT_IMAGE_KEY, {"image_bytes": (tf.string, [None]),
-                                  "number": (tf.int32, [None])}),
+                                  "number": (tf.int32, [None])},
+     {**OUTPUT_DTYPES, "image": tf.uint8}),
 ])
-def test_signature_names_dtypes_shapes(exported, key, inputs):
+def test_signature_names_dtypes_shapes(exported, key, inputs, outputs):
     _, _, path = exported
     serve = _serve(path, key)
     spec = serve.structured_input_signature[1]
     assert {k: (v.dtype, v.shape.as_list()) for k, v in spec.items()} == inputs
-    assert {k: v.dtype for k, v in serve.structured_outputs.items()} == OUTPUT_DTYPES
+    assert {k: v.dtype for k, v in serve.structured_outputs.items()} == outputs
 
 
 def test_served_outputs_equal_keras_model(exported):
@@ -83,10 +85,12 @@ def test_predict_image_equals_serving_default_on_the_preprocessed_images(exporte
     numbers = tf.constant([1, 3, 5, 7, 9], tf.int32)
     from_bytes = _serve(path, contract.PREDICT_IMAGE_KEY)(image_bytes=tf.constant(pngs),
                                                          number=numbers)
-    from_pixels = _serve(path)(image=tf.constant(np.stack([preprocess(b) for b in pngs])),
-                               number=numbers)
+    preprocessed = np.stack([preprocess(b) for b in pngs])
+    from_pixels = _serve(path)(image=tf.constant(preprocessed), number=numbers)
     for key in OUTPUT_DTYPES:
         np.testing.assert_allclose(from_bytes[key], from_pixels[key], atol=1e-6)
+    # The picture it answers is the one it read.
+    np.testing.assert_array_equal(from_bytes["image"], preprocessed)
 
 
 def test_failed_export_leaves_no_version(tmp_path, monkeypatch):
