@@ -16,6 +16,11 @@ from mnist_sum_keras.config import IMAGE_SHAPE
 
 # MNIST fits each digit's longer side into 20 px and centres its mass in 28x28.
 DIGIT_BOX = 20
+# An answer whose digit probability is below this is marked unsure (by
+# `predict_digits`, scripts/predict.py and the page). Chosen on the photo
+# benchmark (`python -m bench.photos`, docs/serving.md): it marks most wrong
+# answers there and few right ones.
+UNSURE_BELOW = 0.9
 # ITU-R 601-2 luma, the weights of Pillow's convert("L").
 _LUMA = (0.299, 0.587, 0.114)
 
@@ -265,9 +270,9 @@ def _paper(gray):
     A grey-level closing (dilation then erosion) with a window a third of the
     picture's longer side (at least `MIN_PAPER_WINDOW` pixels), wider than any
     stroke, removes the strokes and
-    keeps what is wider: light falling off, the edges of shadows (exactly,
-    however sharp: a closing keeps any edge that runs straight through its
-    window) and large stains. Past the picture's edges it is extended as a
+    keeps what is wider: light falling off and the edges of shadows (each
+    exactly, however sharp: a closing keeps any change that runs one way
+    through its window; where the two cross, approximately) and large stains. Past the picture's edges it is extended as a
     point reflection, so that light falling off towards an edge goes on
     falling (a mirror would make the edge a valley that the closing fills).
     """
@@ -286,8 +291,13 @@ def _paper(gray):
     outside = tf.logical_or(
         ((rows < 0) | (rows >= size[0]))[:, None], ((cols < 0) | (cols >= size[1]))[None, :])
     extended = tf.where(outside, 2 * edge - inside, inside)
-    # On a 3x3 mean: the closing's maximum would otherwise ride on the noise.
-    closed = _pool(_pool(_pool(extended, 3, "mean"), window, "max"), window, "min")
+    def closing(x):
+        return _pool(_pool(x, window, "max"), window, "min")
+
+    # The lower of the closings of the picture and of its 3x3 mean: the first's
+    # maximum rides on the noise, the second smears a sharp shadow's edge by a
+    # pixel (which the first keeps).
+    closed = tf.minimum(closing(extended), closing(_pool(extended, 3, "mean")))
     return tf.maximum(closed[pad[0]:pad[0] + size[0], pad[1]:pad[1] + size[1]], 1.0)
 
 
@@ -613,7 +623,8 @@ def predict_digits(model, images, numbers):
 
     Returns:
         One dict per image: `number`, `digit`, `digit_probability`, `sum`,
-        `sum_probability`.
+        `sum_probability`, and `unsure` (the digit probability is below
+        `UNSURE_BELOW`).
     """
     images = contract.check_images(images)
     numbers = contract.check_numbers(numbers, len(images))
@@ -623,5 +634,6 @@ def predict_digits(model, images, numbers):
         digit, total = int(np.argmax(p_digit)), int(np.argmax(p_sum))
         results.append({"number": int(number), "digit": digit,
                         "digit_probability": float(p_digit[digit]),
-                        "sum": total, "sum_probability": float(p_sum[total])})
+                        "sum": total, "sum_probability": float(p_sum[total]),
+                        "unsure": bool(p_digit[digit] < UNSURE_BELOW)})
     return results

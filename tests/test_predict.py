@@ -197,20 +197,36 @@ def test_check_images_converts_integer_values_to_uint8():
 
 
 class _FixedModel:
+    def __init__(self, p_three=0.91):
+        self.p_three = p_three
+
     def predict(self, inputs, verbose=0):
         images, numbers = inputs
-        digit = np.full((len(images), 10), 0.01)
-        digit[:, 3] = 0.91
+        digit = np.full((len(images), 10), (1 - self.p_three) / 9)
+        digit[:, 3] = self.p_three
         total = np.eye(19)[3 + numbers]
         return {"digit": digit, "sum": total}
 
 
 def test_predict_digits_reports_classes_and_probabilities():
+    from mnist_sum_keras.predict import UNSURE_BELOW
+
     images = np.zeros((2, 28, 28), np.uint8)
     results = predict_digits(_FixedModel(), images, [5])
     assert results == [
         {"number": 5, "digit": 3, "digit_probability": pytest.approx(0.91),
-         "sum": 8, "sum_probability": 1.0}] * 2
+         "sum": 8, "sum_probability": 1.0, "unsure": False}] * 2
+    # Below the threshold, the same answer is marked unsure.
+    low = predict_digits(_FixedModel(UNSURE_BELOW - 0.01), images[:1], [5])
+    assert low[0]["digit"] == 3 and low[0]["unsure"] is True
+
+
+def test_the_page_marks_unsure_answers_at_the_same_threshold():
+    from mnist_sum_keras.predict import UNSURE_BELOW
+
+    with open(os.path.join(ROOT, "mnist_sum_keras", "web", "app.js")) as f:
+        page = f.read()
+    assert f"const UNSURE_BELOW = {UNSURE_BELOW};" in page
 
 
 def _predict_script(*args):

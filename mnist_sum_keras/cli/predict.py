@@ -1,4 +1,9 @@
-"""Predicts the digit in your own images and its sum with a number."""
+"""Predicts the digit in your own images and its sum with a number.
+
+An answer whose digit probability is below `predict.UNSURE_BELOW` ends in
+"- unsure" ("unsure": true in --json); a picture with no digit in it (blank
+paper, noise) is refused with exit status 2.
+"""
 
 import argparse
 import json
@@ -59,7 +64,8 @@ def main(argv=None):
         else:
             print(f"{path}: digit {result['digit']} ({100 * result['digit_probability']:.1f}%)"
                   f" + {result['number']} = sum {result['sum']} "
-                  f"({100 * result['sum_probability']:.1f}%)")
+                  f"({100 * result['sum_probability']:.1f}%)"
+                  + (" - unsure" if result["unsure"] else ""))
     return 0
 
 

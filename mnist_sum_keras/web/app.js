@@ -2,12 +2,23 @@
 "use strict";
 
 const MODEL_URL = "v1/models/mnist_sum:predict";   // Same origin: serve.py or a proxy.
+// An answer whose digit probability is below this is marked unsure: the same
+// threshold as mnist_sum_keras.predict.UNSURE_BELOW (a test checks they agree).
+const UNSURE_BELOW = 0.9;
+// A photo is sent re-encoded at most this many pixels a side: the browser
+// applies the camera's EXIF orientation as it draws it (TensorFlow's decoder
+// would not), and the request stays small (the model reads 384 px at most).
+const PHOTO_SIDE = 1024;
 const canvas = document.getElementById("canvas");
 const ctx = canvas.getContext("2d");
 const answer = document.getElementById("answer");
 const errorBox = document.getElementById("error");
+const unsureBox = document.getElementById("unsure");
+const seenBox = document.getElementById("seen-box");
+const seen = document.getElementById("seen");
 let number = 0;
 let drawn = false;        // Anything on the canvas to read?
+let photo = null;         // A photo's JPEG (base64) to read instead of the canvas.
 let drawing = false;
 let pending = null;       // Debounce timer.
 let requestId = 0;        // Only the newest answer is shown.
@@ -16,6 +27,7 @@ function clearCanvas() {
   ctx.fillStyle = "#000";
   ctx.fillRect(0, 0, canvas.width, canvas.height);
   drawn = false;
+  photo = null;
   answer.textContent = "Draw a digit.";
   errorBox.hidden = true;
   clearBars();
@@ -28,6 +40,7 @@ function point(event) {
 }
 
 canvas.addEventListener("pointerdown", (event) => {
+  if (photo !== null) clearCanvas();   // Drawing starts afresh, not over a photo.
   drawing = true;
   canvas.setPointerCapture(event.pointerId);
   ctx.strokeStyle = "#fff";
@@ -55,6 +68,32 @@ for (const type of ["pointerup", "pointercancel"]) {
 
 document.getElementById("clear").addEventListener("click", clearCanvas);
 
+document.getElementById("photo").addEventListener("change", async (event) => {
+  const file = event.target.files[0];
+  event.target.value = "";            // The same file chosen again is read again.
+  if (!file) return;
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file, {imageOrientation: "from-image"});
+  } catch (e) {
+    showError("This file is not a picture the browser can read (" + file.name + ").");
+    return;
+  }
+  const scale = Math.min(1, PHOTO_SIDE / Math.max(bitmap.width, bitmap.height));
+  const copy = document.createElement("canvas");
+  copy.width = Math.max(1, Math.round(bitmap.width * scale));
+  copy.height = Math.max(1, Math.round(bitmap.height * scale));
+  copy.getContext("2d").drawImage(bitmap, 0, 0, copy.width, copy.height);
+  // Shown in the drawing area, whole, on black.
+  clearCanvas();
+  const fit = Math.min(canvas.width / copy.width, canvas.height / copy.height);
+  const w = copy.width * fit, h = copy.height * fit;
+  ctx.drawImage(copy, (canvas.width - w) / 2, (canvas.height - h) / 2, w, h);
+  photo = copy.toDataURL("image/jpeg", 0.92).split(",")[1];
+  drawn = true;
+  schedule(0);
+});
+
 const numbers = document.getElementById("numbers");
 for (let n = 0; n <= 9; n++) {
   const button = document.createElement("button");
@@ -78,6 +117,8 @@ function schedule(delay) {
 
 function clearBars() {
   for (const id of ["digit-bars", "sum-bars"]) document.getElementById(id).replaceChildren();
+  unsureBox.hidden = true;
+  seenBox.hidden = true;
 }
 
 function showError(message) {
@@ -90,9 +131,10 @@ function showError(message) {
 async function predict() {
   if (!drawn) return;
   const id = ++requestId;
-  const png = canvas.toDataURL("image/png").split(",")[1];
+  const what = photo === null ? "drawing" : "photo";
+  const bytes = photo === null ? canvas.toDataURL("image/png").split(",")[1] : photo;
   const body = {signature_name: "predict_image",
-                instances: [{image_bytes: {b64: png}, number: number}]};
+                instances: [{image_bytes: {b64: bytes}, number: number}]};
   let response, reply;
   try {
     response = await fetch(MODEL_URL, {method: "POST", body: JSON.stringify(body),
@@ -106,7 +148,7 @@ async function predict() {
   }
   if (id !== requestId) return;
   if (!response.ok || reply.error) {
-    showError("The server refused the drawing: " + (reply.error || response.status));
+    showError(`The server refused the ${what}: ` + (reply.error || response.status));
     return;
   }
   errorBox.hidden = true;
@@ -116,6 +158,21 @@ async function predict() {
   answer.dataset.sum = p.sum;
   bars("digit-bars", p.digit_probabilities);
   bars("sum-bars", p.sum_probabilities);
+  const sure = p.digit_probabilities[p.digit];
+  unsureBox.textContent = `Unsure: the model gives this digit only ${(100 * sure).toFixed(0)}%. ` +
+      "Check the picture it read below; a closer, sharper, evenly lit photo helps.";
+  unsureBox.hidden = sure >= UNSURE_BELOW;
+  if (p.image) showSeen(p.image);
+}
+
+function showSeen(rows) {
+  // The 28x28 picture the model read (predict_image's "image" output).
+  const data = seen.getContext("2d").createImageData(28, 28);
+  rows.flat().forEach((v, i) => {
+    data.data.set([v, v, v, 255], 4 * i);
+  });
+  seen.getContext("2d").putImageData(data, 0, 0);
+  seenBox.hidden = false;
 }
 
 function bars(id, probabilities) {
@@ -153,6 +210,7 @@ async function loadSamples() {
     img.addEventListener("click", () => {
       ctx.imageSmoothingEnabled = false;
       ctx.drawImage(img, 0, 0, canvas.width, canvas.height);
+      photo = null;
       drawn = true;
       schedule(0);
     });

@@ -1,0 +1,128 @@
+"""The front end on photographed handwriting: paper, light, ruled lines, blanks.
+
+Pictures come from `bench.photos` (seeded renders of MNIST-like digits under
+each condition); the pieces of `mnist_sum_keras.predict` are checked on
+pictures whose right answer is known exactly.
+"""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bench import photos
+from conftest import RELEASED, synthetic_digits
+from mnist_sum_keras import predict
+from mnist_sum_keras.config import DATA_ENV_VAR
+from mnist_sum_keras.predict import ImageError, preprocess
+
+
+def _pool_by_hand(x, window, kind):
+    out = np.zeros_like(x)
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            part = x[max(0, i - window // 2):i + window - window // 2,
+                     max(0, j - window // 2):j + window - window // 2]
+            out[i, j] = {"max": part.max, "min": part.min, "mean": part.mean}[kind]()
+    return out
+
+
+@pytest.mark.parametrize("window", [1, 2, 3, 7, 40])
+@pytest.mark.parametrize("kind", ["max", "min", "mean"])
+def test_pooling_matches_a_window_by_hand_fixed_or_traced(window, kind):
+    x = np.random.default_rng(0).uniform(size=(13, 17)).astype(np.float32)
+    expected = _pool_by_hand(x, window, kind)
+    np.testing.assert_allclose(predict._pool(tf.constant(x), window, kind), expected,
+                               atol=1e-5)
+    # The same with the window as a tensor (as the paper's, set by the picture's size).
+    np.testing.assert_allclose(predict._pool(tf.constant(x), tf.constant(window), kind),
+                               expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("paper", [
+    lambda ys, xs: 120 + 1.0 * xs - 0.4 * ys,                          # light falling off
+    lambda ys, xs: np.where(xs + 0.5 * ys > 80, 0.6, 1.0) * 200,       # a hard shadow
+])
+def test_paper_follows_light_and_a_shadow_edge_but_not_strokes(paper):
+    ys, xs = np.mgrid[0:90, 0:120].astype(np.float32)
+    paper = paper(ys, xs).astype(np.float32)
+    alone = predict._paper(tf.constant(paper)).numpy()
+    # Exact but along a sharp edge (a pixel or two darker there), and never
+    # brighter than the paper, which would read as ink.
+    assert np.mean(np.isclose(alone, paper, rtol=1e-4)) > 0.97
+    assert (alone <= paper * (1 + 1e-4)).all()
+    picture = paper.copy()
+    picture[20:70, 40:46] *= 0.2                                        # a stroke of ink
+    estimate = predict._paper(tf.constant(picture)).numpy()
+    # Under the stroke, the paper it hides (within a few grey levels), not the ink.
+    np.testing.assert_allclose(estimate[20:70, 40:46], paper[20:70, 40:46], rtol=0.07)
+
+
+def test_components_are_labelled_apart():
+    mask = np.zeros((12, 12), bool)
+    mask[1:4, 1:4] = True       # a square
+    mask[6:11, 2] = True        # a bar, apart from it
+    mask[8, 3:9] = True         # joined to the bar
+    labels = predict._components(tf.constant(mask)).numpy()
+    assert (labels[~mask] == 0).all()
+    assert len(np.unique(labels[mask])) == 2
+    assert labels[1, 1] != labels[6, 2] == labels[8, 8]
+
+
+def test_ruled_lines_are_dropped_but_a_stroke_across_them_stays():
+    mask = np.zeros((120, 160), bool)
+    mask[30, :] = mask[60, 5:] = True                     # lines across the frame
+    mask[90, np.arange(160)] = True
+    mask[np.clip(90 + (np.arange(160) * 0.1).astype(int), 0, 119), np.arange(160)] = True
+    mask[20:100, 70:76] = True                            # a thick stroke across them
+    lines = predict._ruled_lines(tf.constant(mask)).numpy()
+    assert lines[30, :60].all() and lines[60, 100:].all()
+    assert not lines[20:100, 70:76].any()                 # the stroke is whole
+    assert not (lines & ~mask).any()
+
+
+def test_light_ink_on_a_dark_ground_is_told_from_pen_on_paper():
+    images, _ = synthetic_digits(1)                       # a light bar on a dark ground
+    gray = tf.constant(images[0].astype(np.float32))
+    assert not predict._dark_ink_on_light_paper(gray)
+    assert predict._dark_ink_on_light_paper(255.0 - gray)
+
+
+@pytest.fixture(scope="module")
+def mnist_like():
+    """A few digits of MNIST's test split (real data when $MNIST_SUM_DATA is set)."""
+    path = os.environ.get(DATA_ENV_VAR)
+    if not path:
+        pytest.skip(f"needs ${DATA_ENV_VAR}")
+    with np.load(path) as data:
+        return data["x_test"][:40], data["y_test"][:40]
+
+
+def test_blank_paper_noise_and_texture_are_refused_as_blank():
+    for k, kind in enumerate(photos.BLANKS):
+        rng = np.random.default_rng([7, k])
+        for _ in range(3):
+            with pytest.raises(ImageError, match="the image is blank"):
+                preprocess(photos.render_blank(rng, kind))
+
+
+def test_photos_are_read_as_the_digit_by_the_release(mnist_like):
+    import keras
+
+    import mnist_sum_keras.model  # noqa: F401  Registers the custom layers.
+    from conftest import RELEASE
+
+    if RELEASE is None:
+        pytest.skip("needs the released model")
+    version = os.path.basename(RELEASE)
+    model = keras.models.load_model(os.path.join(RELEASED, f"v{version}.keras"))
+    images, labels = mnist_like
+    rng = np.random.default_rng(11)
+    for condition in ("clean scan", "phone photo", "ruled paper", "small in frame",
+                      "coloured ink"):
+        picks = rng.choice(len(images), 3, replace=False)
+        pictures = [preprocess(photos.render(rng, images[i], condition)) for i in picks]
+        read = model.predict([np.stack(pictures), np.zeros(3, np.int32)], verbose=0)
+        right = (read["digit"].argmax(-1) == labels[picks]).sum()
+        assert right >= 2, condition
