@@ -269,28 +269,16 @@ def _paper(gray):
 
     A grey-level closing (dilation then erosion) with a window a third of the
     picture's longer side (at least `MIN_PAPER_WINDOW` pixels), wider than any
-    stroke, removes the strokes and
-    keeps what is wider: light falling off and the edges of shadows (each
-    exactly, however sharp: a closing keeps any change that runs one way
-    through its window; where the two cross, approximately) and large stains. Past the picture's edges it is extended as a
-    point reflection, so that light falling off towards an edge goes on
-    falling (a mirror would make the edge a valley that the closing fills).
+    stroke, removes the strokes and keeps what is wider: light falling off
+    and the edges of shadows (each exactly, however sharp: a closing keeps
+    any change that runs one way through its window; where the two cross,
+    approximately) and large stains.
     """
     size = tf.shape(gray)
     window = tf.maximum(tf.reduce_max(size) // 6 * 2 + 1, MIN_PAPER_WINDOW)
     pad = tf.minimum(window // 2, size - 1)
-    rows = tf.range(-pad[0], size[0] + pad[0])
-    cols = tf.range(-pad[1], size[1] + pad[1])
+    extended = _point_reflected(gray, pad)
 
-    def reflect(at, n):  # Index and sign: i<0 -> 2*x[0] - x[-i], i>=n -> 2*x[n-1] - x[2n-2-i].
-        return tf.where(at < 0, -at, tf.where(at >= n, 2 * n - 2 - at, at))
-
-    inside = tf.gather(tf.gather(gray, reflect(rows, size[0])), reflect(cols, size[1]), axis=1)
-    edge_r = tf.gather(gray, tf.clip_by_value(rows, 0, size[0] - 1))
-    edge = tf.gather(edge_r, tf.clip_by_value(cols, 0, size[1] - 1), axis=1)
-    outside = tf.logical_or(
-        ((rows < 0) | (rows >= size[0]))[:, None], ((cols < 0) | (cols >= size[1]))[None, :])
-    extended = tf.where(outside, 2 * edge - inside, inside)
     def closing(x):
         return _pool(_pool(x, window, "max"), window, "min")
 
@@ -299,6 +287,26 @@ def _paper(gray):
     # pixel (which the first keeps).
     closed = tf.minimum(closing(extended), closing(_pool(extended, 3, "mean")))
     return tf.maximum(closed[pad[0]:pad[0] + size[0], pad[1]:pad[1] + size[1]], 1.0)
+
+
+def _point_reflected(image, pad):
+    """`image` extended by `pad` (rows, columns) past each edge as a point reflection
+    through the edge (2 * edge - mirror): light falling off towards an edge goes
+    on falling, where a mirror would make the edge a valley that a closing fills."""
+    size = tf.shape(image)
+    rows = tf.range(-pad[0], size[0] + pad[0])
+    cols = tf.range(-pad[1], size[1] + pad[1])
+
+    def mirror(at, n):
+        return tf.where(at < 0, -at, tf.where(at >= n, 2 * n - 2 - at, at))
+
+    mirrored = tf.gather(tf.gather(image, mirror(rows, size[0])), mirror(cols, size[1]),
+                         axis=1)
+    edge = tf.gather(tf.gather(image, tf.clip_by_value(rows, 0, size[0] - 1)),
+                     tf.clip_by_value(cols, 0, size[1] - 1), axis=1)
+    outside = ((rows < 0) | (rows >= size[0]))[:, None] | (
+        (cols < 0) | (cols >= size[1]))[None, :]
+    return tf.where(outside, 2 * edge - mirrored, mirrored)
 
 
 def _ink(pixels):

@@ -206,3 +206,30 @@ def test_architecture_variants_are_config_changes():
         Config(**parse_variant(spec)[1])
     with pytest.raises(ValueError, match="'depth' is not a Config field"):
         parse_variant("x:depth=3")
+
+
+@pytest.mark.large  # Renders pictures and reads them one by one through a SavedModel.
+def test_photo_set_is_fixed_and_scored_through_predict_image(tmp_path):
+    import dataclasses
+
+    from bench import photos
+    from conftest import synthetic_digits
+    from mnist_sum_keras.export import export_saved_model
+    from mnist_sum_keras.model import build_model
+
+    images, labels = synthetic_digits(20, seed=4)
+    first = photos.photo_set(images, labels, per_condition=1, blanks=1, seed=5)
+    assert first == photos.photo_set(images, labels, per_condition=1, blanks=1, seed=5)
+    sets, blanks = first
+    assert list(sets) == list(photos.CONDITIONS) and list(blanks) == list(photos.BLANKS)
+    model = build_model(dataclasses.replace(Config(), conv_filters=(4,), feature_units=8,
+                                            sum_units=(8,)))
+    path = export_saved_model(model, str(tmp_path / "mnist_sum"))
+    rows, blank_rows = photos.score(path, sets, blanks)
+    assert set(rows) == set(photos.CONDITIONS)
+    for row in rows.values():
+        assert row["count"] == 1 and 0 <= row["right"] + row["refused"] <= 1
+    # No digit in them: refused by the front end, whatever the model.
+    assert all(row["answered"] == 0 for row in blank_rows.values())
+    text = photos.format_rows(path, rows, blank_rows)
+    assert "phone photo" in text and "blank paper" in text

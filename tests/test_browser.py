@@ -133,3 +133,42 @@ def test_clicking_an_mnist_sample_loads_it(browser):
         three = next(s for s in samples if s.get_attribute("alt").endswith("(a 3)"))
         browser.find_element(By.CSS_SELECTOR, "#numbers button[data-number='4']").click()
         assert _answer_after(browser, three.click) == ("digit 3 + 4 = sum 7", "")
+
+
+@pytest.mark.skipif(not os.environ.get("MNIST_SUM_DATA"), reason="needs $MNIST_SUM_DATA")
+def test_a_photo_is_read_and_the_picture_the_model_read_is_shown(server, browser, tmp_path):
+    import numpy as np
+    from selenium.webdriver.common.by import By
+
+    from bench import photos
+
+    with np.load(os.environ["MNIST_SUM_DATA"]) as data:
+        seven = data["x_test"][0]   # a 7 from writers the model never trained on
+        assert data["y_test"][0] == 7
+    rng = np.random.default_rng(3)
+    photo, blank = tmp_path / "seven.jpg", tmp_path / "blank.jpg"
+    photo.write_bytes(photos.render(rng, seven, "phone photo"))
+    blank.write_bytes(photos.render_blank(rng, "blank paper"))
+
+    browser.get(server.url + "/")
+    browser.find_element(By.CSS_SELECTOR, "#numbers button[data-number='5']").click()
+    chooser = browser.find_element(By.ID, "photo")
+    assert chooser.get_attribute("capture") == "environment"
+    assert _answer_after(browser, lambda: chooser.send_keys(str(photo))) == (
+        "digit 7 + 5 = sum 12", "")
+    assert browser.find_element(By.ID, "seen-box").is_displayed()
+    # The 28x28 picture drawn from the signature's `image` output: a digit, not black.
+    ink = browser.execute_script(
+        "const d = document.getElementById('seen').getContext('2d')"
+        ".getImageData(0, 0, 28, 28).data; let s = 0;"
+        "for (let i = 0; i < d.length; i += 4) s += d[i] > 128; return s;")
+    assert 20 < ink < 400
+    # Picking another number reads the same photo again.
+    assert _answer_after(browser, lambda: browser.find_element(
+        By.CSS_SELECTOR, "#numbers button[data-number='2']").click()) == ("digit 7 + 2 = sum 9", "")
+    # A photo of blank paper is refused, and the page says so.
+    answer, error = _answer_after(browser, lambda: chooser.send_keys(str(blank)))
+    assert answer == "No answer."
+    assert "refused the photo" in error and "the image is blank" in error
+    assert not browser.find_element(By.ID, "seen-box").is_displayed()
+    browser.save_screenshot(str(tmp_path / "photo.png"))

@@ -23,11 +23,15 @@ let drawing = false;
 let pending = null;       // Debounce timer.
 let requestId = 0;        // Only the newest answer is shown.
 
-function clearCanvas() {
+function blankCanvas() {
   ctx.fillStyle = "#000";
   ctx.fillRect(0, 0, canvas.width, canvas.height);
   drawn = false;
   photo = null;
+}
+
+function clearCanvas() {
+  blankCanvas();
   answer.textContent = "Draw a digit.";
   errorBox.hidden = true;
   clearBars();
@@ -85,7 +89,7 @@ document.getElementById("photo").addEventListener("change", async (event) => {
   copy.height = Math.max(1, Math.round(bitmap.height * scale));
   copy.getContext("2d").drawImage(bitmap, 0, 0, copy.width, copy.height);
   // Shown in the drawing area, whole, on black.
-  clearCanvas();
+  blankCanvas();
   const fit = Math.min(canvas.width / copy.width, canvas.height / copy.height);
   const w = copy.width * fit, h = copy.height * fit;
   ctx.drawImage(copy, (canvas.width - w) / 2, (canvas.height - h) / 2, w, h);
