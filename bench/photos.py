@@ -12,7 +12,8 @@ and wrong answers; then how many photos of blank paper (the same light,
 shadow, texture, noise, no digit) and of pure noise or texture were answered
 rather than refused; and the median time of one 12 MP (4032x3024) phone JPEG
 through `predict_image`, each model timed in the same run. `--save DIR` writes a
-few pictures per condition to look at.
+few pictures per condition to look at, `--json FILE` every picture's answer
+(to choose `predict.UNSURE_BELOW` from).
 
 Conditions (frame height 200-360 px, aspect 3:4 to 4:3, unless said):
 - clean scan: white paper, even light, mild noise and blur, PNG.
@@ -30,6 +31,7 @@ Conditions (frame height 200-360 px, aspect 3:4 to 4:3, unless said):
 
 import argparse
 import io
+import json
 import math
 import os
 import sys
@@ -328,7 +330,19 @@ def seconds_per_photo(path, picture, repeats=7):
     return float(np.median(times))
 
 
+def unsure_shares(rows, below):
+    """`(share of wrong answers, share of right answers)` whose top probability is
+    below `below`, over every condition's answered pictures."""
+    top = np.concatenate([r["top_p"] for r in rows.values()])
+    right = np.concatenate([r["correct"] for r in rows.values()])
+    wrong = ~right & ~np.concatenate([r["refused_each"] for r in rows.values()])
+    return (float((top[wrong] < below).mean()) if wrong.any() else 0.0,
+            float((top[right] < below).mean()) if right.any() else 0.0)
+
+
 def format_rows(path, rows, blank_rows):
+    from mnist_sum_keras.predict import UNSURE_BELOW
+
     lines = [path, f"   {'condition':<18} {'digit right':>12} {'refused':>8}   median top p "
                    "(right / wrong)"]
     for condition, r in rows.items():
@@ -340,6 +354,9 @@ def format_rows(path, rows, blank_rows):
         p = "" if r["median_p_answered"] is None else \
             f" (median top p {r['median_p_answered']:.2f})"
         lines.append(f"   {kind:<18} answered {r['answered']} of {r['count']}{p}")
+    wrong, right = unsure_shares(rows, UNSURE_BELOW)
+    lines.append(f"   marked unsure (top p < {UNSURE_BELOW}): {100 * wrong:.0f}% of wrong "
+                 f"answers, {100 * right:.1f}% of right ones")
     return "\n".join(lines)
 
 
@@ -353,6 +370,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0,
                         help="0 is the benchmark's set; another seed, an independent one")
     parser.add_argument("--save", default=None, help="also write 8 pictures per condition here")
+    parser.add_argument("--json", default=None,
+                        help="also write every picture's answer here (one key per model)")
     args = parser.parse_args(argv)
     from mnist_sum_keras.data import load_mnist
 
@@ -366,8 +385,13 @@ def main(argv=None):
                 with open(os.path.join(args.save, f"{name.replace(' ', '_')}_{i}.{ext}"),
                           "wb") as f:
                     f.write(picture)
+    answers = {}
     for path in args.models:
-        print(format_rows(path, *score(path, sets, blank_sets)), flush=True)
+        answers[path] = score(path, sets, blank_sets)
+        print(format_rows(path, *answers[path]), flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(answers, f)
     big = big_photo(np.random.default_rng([args.seed, 200]), x_test[0])
     print(f"A 12 MP phone JPEG ({len(big) / 1e6:.1f} MB) through predict_image, median of 7:")
     times = [seconds_per_photo(path, big) for path in args.models]

@@ -144,6 +144,12 @@ LINE_SLOPES = (-0.18, -0.09, 0.0, 0.09, 0.18)
 # the paper by at least this fraction (what paper's texture and light never
 # are).
 MIN_DIGIT_SIZE = 0.08
+# A detached part of the digit is at least this share as dark as its main part
+# (what is left of a shadow's edge or a stain beside a digit is fainter).
+MIN_PART_DARKNESS = 0.5
+# Marks of the digit fainter than this share of its strokes' level are kept
+# only within 2 px of stronger ones (a stroke's soft edge, a pencil's grain).
+FAINT_INK = 0.35
 MIN_INK_SHARE = 0.3
 MIN_SOLID = 0.45
 MIN_DARKNESS = 0.2
@@ -394,7 +400,8 @@ def _digit(ink, mask):
     cells a side, where nearby strokes of one digit join. The digit is the
     object with the most ink, favouring the middle of the frame over its
     border (a shadow's edge, the table), together with the objects whose
-    centres fall inside its box (a detached stroke of a 5). A picture is
+    centres fall inside its box and that are about as dark (a detached stroke
+    of a 5, not what is left of a shadow's edge beside it). A picture is
     refused when that digit is tiny, or holds too little of the picture's ink
     (noise, texture: nothing stands out).
     """
@@ -414,6 +421,9 @@ def _digit(ink, mask):
         return tf.math.unsorted_segment_sum(values, index, count)
 
     mass = total(weights)
+    # How dark each object's marks are on average (its ink over its marked area).
+    darkness = mass / tf.maximum(total(tf.reshape(_resize(tf.cast(mask, tf.float32), grid),
+                                                  [-1])), 1e-9)
     centre_y = total(ys * weights) / tf.maximum(mass, 1e-9)
     centre_x = total(xs * weights) / tf.maximum(mass, 1e-9)
     top = tf.math.unsorted_segment_min(ys, index, count)
@@ -429,7 +439,8 @@ def _digit(ink, mask):
     best = tf.argmax(tf.where(marked, score, -1.0))
     margin_y = 0.2 * (bottom[best] - top[best] + 1)
     margin_x = 0.2 * (right[best] - left[best] + 1)
-    inside = (marked & (centre_y >= top[best] - margin_y)
+    inside = (marked & (darkness >= MIN_PART_DARKNESS * darkness[best])
+              & (centre_y >= top[best] - margin_y)
               & (centre_y <= bottom[best] + margin_y)
               & (centre_x >= left[best] - margin_x) & (centre_x <= right[best] + margin_x))
     chosen = tf.cast(tf.reshape(tf.gather(inside, index), grid), tf.float32)
@@ -497,7 +508,8 @@ def to_mnist(pixels):
     by more than its noise (`NOISE_SIGMAS`) and a tenth of the strongest ink,
     everything else exactly 0; thin lines across the frame (ruled paper)
     dropped; the digit is the most inked object away from the border, with
-    its detached parts (`_digit`); then MNIST's layout (`_mnist_box`). A clean
+    its detached parts (`_digit`), less faint smudges beyond 2 px of its strokes
+    (`FAINT_INK`); then MNIST's layout (`_mnist_box`). A clean
     picture (even paper, no noise) gives what cropping its ink directly
     gives. Result: a white digit on black, 0..255.
 
@@ -536,6 +548,10 @@ def to_mnist(pixels):
     inked = tf.debugging.Assert((level >= MIN_DARKNESS) & (solid >= MIN_SOLID), [
         contract.refusal(contract.BLANK_RULE, "strokes darker than the paper by"), level,
         "and solid for", solid])
+    # Hysteresis: faint marks of the digit's object farther than 2 px from its
+    # strong strokes (what is left of a shadow's edge touching the digit) go.
+    strong = tf.logical_and(digit, marks >= FAINT_INK * level)
+    marks = tf.where(_pool(tf.cast(strong, tf.float32), 5, "max") > 0, marks, 0.0)
     with tf.control_dependencies([check, inked]):
         return _mnist_box(tf.minimum(marks * (255.0 / level), 255.0))
 

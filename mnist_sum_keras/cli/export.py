@@ -15,7 +15,7 @@ import sys
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("model", help="a trained .keras file, e.g. saved_models/mnist_sum/v4.keras")
+    parser.add_argument("model", help="a trained .keras file, e.g. saved_models/mnist_sum/v5.keras")
     parser.add_argument("--config", default=None,
                         help="its Config JSON (default: <model stem>.config.json beside it)")
     parser.add_argument("--output-dir", required=True,
