@@ -5,7 +5,7 @@
 Encodes every test image as a PNG, sends it to the `predict_image` signature
 (decode + MNIST-style preprocessing in the graph) and the raw pixels to
 `serving_default`, each with one seeded number, and prints both accuracies and
-how many answers differ. Prints figures; it is not a pass/fail test.
+which answers differ. Prints figures; it is not a pass/fail test.
 """
 
 import argparse
@@ -50,8 +50,11 @@ def main(argv=None):
               f"sum {100 * np.mean(np.array(pred_sums) == digits + numbers):.2f}%  "
               f"({len(images) / seconds[key]:,.0f} images/s)")
     raw, png = (np.array(answers[key]) for key in (SIGNATURE_KEY, PREDICT_IMAGE_KEY))
-    differ = int(np.sum(np.any(raw != png, axis=0)))   # digit or sum differs
-    print(f"answers that differ: {differ} of {len(images):,}")
+    differ = np.flatnonzero(np.any(raw != png, axis=0))   # digit or sum differs
+    print(f"answers that differ: {len(differ)} of {len(images):,}")
+    for i in differ[:20]:
+        print(f"   test image {i} (a {digits[i]}) + {numbers[i]}: serving_default digit "
+              f"{raw[0, i]} sum {raw[1, i]}, predict_image digit {png[0, i]} sum {png[1, i]}")
 
 
 if __name__ == "__main__":

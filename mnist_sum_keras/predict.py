@@ -18,8 +18,8 @@ from mnist_sum_keras.config import IMAGE_SHAPE
 DIGIT_BOX = 20
 # An answer whose digit probability is below this is marked unsure (by
 # `predict_digits`, scripts/predict.py and the page). Chosen on the photo
-# benchmark (`python -m bench.photos`, docs/serving.md): it marks most wrong
-# answers there and few right ones.
+# benchmark (`python -m bench.photos --json`, docs/serving.md) as the highest
+# threshold that marks at most 2% of the right answers.
 UNSURE_BELOW = 0.9
 # ITU-R 601-2 luma, the weights of Pillow's convert("L").
 _LUMA = (0.299, 0.587, 0.114)
