@@ -569,6 +569,10 @@ def read_image(image_bytes):
     return to_mnist(decode(image_bytes, shrink_to=WORK_SIZE))
 
 
+# A tf.function of its own: traced once per process and called from the
+# signature's graph (and saved there as one library function), so an export
+# does not trace the front end again for each of its traces.
+@tf.function(input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
 def images_from_bytes(image_bytes):
     """Encoded images (string [batch]) -> MNIST-style uint8 (batch, 28, 28)."""
     return tf.map_fn(read_image, image_bytes,
