@@ -233,3 +233,52 @@ def test_photo_set_is_fixed_and_scored_through_predict_image(tmp_path):
     assert all(row["answered"] == 0 for row in blank_rows.values())
     text = photos.format_rows(path, rows, blank_rows)
     assert "phone photo" in text and "blank paper" in text
+
+
+def test_posthoc_zoom_sign_test_and_figures_by_hand():
+    import numpy as np
+
+    from bench.posthoc import figures, sign_test, zoom_images
+
+    images = np.zeros((2, 28, 28), np.uint8)
+    images[:, 10:18, 13:15] = 200  # an 8-pixel bar down the middle
+    assert np.array_equal(zoom_images(images, 1.0), images)
+    doubled = zoom_images(images, 2.0)
+    rows = np.flatnonzero(doubled[0].max(axis=1) > 100)
+    assert rows.min() <= 7 and rows.max() >= 20  # twice as long, still centred
+    assert doubled.dtype == np.uint8 and doubled[0, 0, 0] == 0
+    assert sign_test(0, 0) == 1.0
+    assert sign_test(5, 0) == sign_test(0, 5) == 2 / 32
+    assert sign_test(3, 3) == 1.0
+    probabilities = np.array([[0.9, 0.1], [0.4, 0.6], [0.5, 0.5]])
+    r = figures(probabilities, np.array([0, 0, 1]))
+    assert r["wrong"] == 2 and abs(r["nll"] - np.mean(-np.log([0.9, 0.4, 0.5]))) < 1e-12
+
+
+def test_posthoc_reads_screened_runs_on_validation_only(tmp_path):
+    import dataclasses
+    import json
+
+    from bench import posthoc
+    from conftest import write_npz
+    from mnist_sum_keras.model import build_model
+
+    npz = write_npz(tmp_path / "mnist.npz", train=120, test=7)
+    for seed in (1, 2):
+        run = tmp_path / "screen" / f"tiny-s{seed}"
+        run.mkdir(parents=True)
+        (run / "run.json").write_text(json.dumps({"seed": seed, "validation_size": 40}))
+        config = dataclasses.replace(Config(), conv_filters=(4,), feature_units=8,
+                                     sum_units=(8,), seed=seed)
+        build_model(config).save(run / "best-001.keras")
+    code, out, err = call_main(posthoc.main, "--data", npz, "--work-dir", tmp_path / "screen",
+                               "--zooms", "1.1")
+    assert code == 0, err
+    assert "40 validation images" in out
+    assert "tiny-s1" in out and "tiny-s2" in out and "zoom 1.1 against none, over 2 runs" in out
+    assert "tiny-s1 + tiny-s2" in out
+    # Runs on different validation splits cannot be compared.
+    (tmp_path / "screen" / "tiny-s2" / "run.json").write_text(
+        json.dumps({"seed": 2, "validation_size": 30}))
+    code, _, err = call_main(posthoc.main, "--data", npz, "--work-dir", tmp_path / "screen")
+    assert code == 2 and "validation split" in err
