@@ -39,17 +39,14 @@ def zoom_images(images, scale):
     """
     import tensorflow as tf
 
-    from mnist_sum_keras.augment import bilinear_sample
+    from mnist_sum_keras.augment import bilinear_sample, centre_zoom_coordinates
 
     images = np.asarray(images)
     if scale == 1:
         return images.copy()
     n, height, width = images.shape
-    centre_r, centre_c = (height - 1) / 2, (width - 1) / 2
-    grid_r, grid_c = np.meshgrid(np.arange(height) - centre_r, np.arange(width) - centre_c,
-                                 indexing="ij")
-    rows = np.broadcast_to(grid_r / scale + centre_r, (n, height, width)).astype("float32")
-    cols = np.broadcast_to(grid_c / scale + centre_c, (n, height, width)).astype("float32")
+    rows, cols = (np.broadcast_to(c.numpy(), (n, height, width))
+                  for c in centre_zoom_coordinates(height, width, scale))
     out = bilinear_sample(tf.constant(images, tf.float32), rows, cols).numpy()
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 

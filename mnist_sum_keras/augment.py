@@ -153,3 +153,50 @@ class RandomDistortion(layers.Layer):
                 "max_shear": self.max_shear, "max_shift": self.max_shift,
                 "elastic_alpha": self.elastic_alpha,
                 "elastic_sigma": self.elastic_sigma, "seed": self.seed}
+
+
+def centre_zoom_coordinates(height, width, zoom):
+    """Source `(rows, cols)`, each `(height, width)`, of an image magnified `zoom`
+    times about its centre (output pixel -> source pixel)."""
+    centre_r, centre_c = (height - 1) / 2, (width - 1) / 2
+    grid_r, grid_c = tf.meshgrid(tf.range(height, dtype=tf.float32) - centre_r,
+                                 tf.range(width, dtype=tf.float32) - centre_c,
+                                 indexing="ij")
+    return grid_r / zoom + centre_r, grid_c / zoom + centre_c
+
+
+@keras.saving.register_keras_serializable(package="mnist_sum_keras")
+class TestTimeZoom(layers.Layer):
+    """At inference, magnifies each image `zoom` times about its centre (bilinear).
+
+    Training images all pass through `RandomDistortion`'s bilinear resampling,
+    which softens them; test images reach the network sharp. Reading them
+    resampled, and a little larger, recovers part of that train-test gap
+    (cf. Touvron et al. 2019, "Fixing the train-test resolution discrepancy";
+    measured with `python -m bench.posthoc`, see docs/results.md). Training
+    passes images through unchanged: the distortion already resamples them.
+
+    Args:
+        zoom: magnification (> 1 enlarges the digit); 1 passes images through.
+    """
+
+    def __init__(self, zoom=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.zoom = float(zoom)
+
+    def call(self, images, training=None):
+        if training or self.zoom == 1.0:
+            return images
+        x = images[..., 0]
+        batch = tf.shape(x)[0]
+        height, width = x.shape[1], x.shape[2]
+        rows, cols = centre_zoom_coordinates(height, width, self.zoom)
+        rows = tf.tile(rows[tf.newaxis], [batch, 1, 1])
+        cols = tf.tile(cols[tf.newaxis], [batch, 1, 1])
+        return bilinear_sample(x, rows, cols)[..., tf.newaxis]
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "zoom": self.zoom}

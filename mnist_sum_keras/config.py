@@ -74,6 +74,9 @@ class Config:
         elastic_alpha: Scale, in pixels, of the random elastic distortion
             (Simard et al. 2003); 0 turns it off.
         elastic_sigma: Smoothness, in pixels, of the elastic distortion.
+        test_zoom: Magnification of every image at inference only (bilinear,
+            about the centre: `augment.TestTimeZoom`); 1 reads images as they
+            come.
         data_path: Local MNIST npz in the Keras layout; None downloads it with
             `keras.datasets.mnist.load_data()` (or reads `MNIST_SUM_DATA`).
         output_dir: Folder that receives `mnist_sum/<version>/` exports.
@@ -104,6 +107,7 @@ class Config:
     max_shear: float = 0.1
     elastic_alpha: float = 0.0
     elastic_sigma: float = 5.0
+    test_zoom: float = 1.0
     data_path: str | None = None
     output_dir: str = "saved_models"
 
@@ -141,6 +145,8 @@ class Config:
         if not self.elastic_sigma > 0:
             raise ValueError("elastic_sigma must be > 0. "
                              f"Received: elastic_sigma={self.elastic_sigma}")
+        if not 0.5 <= self.test_zoom <= 2:
+            raise ValueError(f"test_zoom must be in [0.5, 2]. Received: test_zoom={self.test_zoom}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}. "
                              f"Received: optimizer={self.optimizer!r}")

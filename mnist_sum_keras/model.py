@@ -7,7 +7,7 @@ import tensorflow as tf
 from keras import layers
 
 from mnist_sum_keras import contract
-from mnist_sum_keras.augment import RandomDistortion, distortion_sizes
+from mnist_sum_keras.augment import RandomDistortion, TestTimeZoom, distortion_sizes
 from mnist_sum_keras.config import IMAGE_SHAPE, NUM_DIGITS, NUM_SUMS
 
 
@@ -174,6 +174,8 @@ def build_model(config):
     x = layers.Reshape(IMAGE_SHAPE + (1,), name="add_channel")(x)
     for layer in _augmentation(config):
         x = layer(x)
+    if config.test_zoom != 1:
+        x = TestTimeZoom(config.test_zoom, name="test_zoom")(x)
     if config.stem == "space_to_depth":
         x = _space_to_depth(x)
     for stage, filters in enumerate(config.conv_filters):

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import synthetic_digits
-from mnist_sum_keras.augment import RandomDistortion, bilinear_sample
+from mnist_sum_keras.augment import RandomDistortion, TestTimeZoom, bilinear_sample
 
 ALL = {"max_rotation": 0.03, "max_zoom": 0.1, "max_aspect": 0.1, "max_shear": 0.1,
        "max_shift": 0.1, "elastic_alpha": 34.0, "elastic_sigma": 5.0}
@@ -79,3 +79,26 @@ def test_config_round_trip():
     assert copy.get_config() == layer.get_config()
     assert keras.saving.get_registered_object(
         "mnist_sum_keras>RandomDistortion") is RandomDistortion
+
+
+def test_test_time_zoom_magnifies_about_the_centre_at_inference_only():
+    images = np.zeros((2, 28, 28, 1), "float32")
+    images[:, 10:18, 13:15] = 1.0  # an 8-pixel bar, centred
+    layer = TestTimeZoom(2.0)
+    np.testing.assert_array_equal(layer(images, training=True), images)
+    zoomed = np.asarray(layer(images, training=False))[0, ..., 0]
+    rows = np.flatnonzero(zoomed.max(axis=1) > 0.5)
+    assert (rows.min(), rows.max()) == (6, 21)  # twice as long, same centre
+    assert zoomed[0, 0] == 0 and zoomed.max() <= 1.0
+    np.testing.assert_array_equal(TestTimeZoom(1.0)(images, training=False), images)
+
+
+def test_test_time_zoom_matches_the_posthoc_bench_and_round_trips():
+    from bench.posthoc import zoom_images
+
+    images, _ = synthetic_digits(4)
+    zoomed = np.asarray(TestTimeZoom(1.05)(images[..., np.newaxis].astype("float32"),
+                                           training=False))[..., 0]
+    np.testing.assert_array_equal(np.clip(np.round(zoomed), 0, 255), zoom_images(images, 1.05))
+    again = TestTimeZoom.from_config(TestTimeZoom(1.05, name="z").get_config())
+    assert again.zoom == 1.05 and again.name == "z"

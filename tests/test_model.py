@@ -70,6 +70,18 @@ def test_augmentation_is_part_of_training_only(tiny_config):
     assert "distort" not in [layer.name for layer in plain.layers]
 
 
+def test_test_time_zoom_changes_inference_only(tiny_config):
+    images, numbers = _inputs()
+    plain = build_model(dataclasses.replace(tiny_config, test_zoom=1.0))
+    zoomed = build_model(dataclasses.replace(tiny_config, test_zoom=1.2))
+    assert "test_zoom" not in [layer.name for layer in plain.layers]
+    assert zoomed.get_layer("test_zoom").zoom == 1.2
+    zoomed.set_weights(plain.get_weights())  # The zoom has no weights.
+    a = plain([images, numbers], training=False)["digit"]
+    b = zoomed([images, numbers], training=False)["digit"]
+    assert not np.allclose(a, b)
+
+
 def test_sum_output_depends_on_number(model):
     images, _ = _inputs(1)
     a = model.predict([images, np.array([0], np.int32)], verbose=0)["sum"]
