@@ -282,3 +282,30 @@ def test_posthoc_reads_screened_runs_on_validation_only(tmp_path):
         json.dumps({"seed": 2, "validation_size": 30}))
     code, _, err = call_main(posthoc.main, "--data", npz, "--work-dir", tmp_path / "screen")
     assert code == 2 and "validation split" in err
+
+
+def test_foreign_digits_are_uci_and_read_both_ways(tmp_path):
+    import dataclasses
+
+    import numpy as np
+
+    from bench import foreign
+    from mnist_sum_keras.export import export_saved_model
+    from mnist_sum_keras.model import build_model
+
+    digits, images = foreign.uci_digits()
+    assert images.shape == (1797, 8, 8) and images.dtype == np.uint8
+    assert images.max() == 255 and sorted(set(digits.tolist())) == list(range(10))
+    laid_out = foreign.mnist_layout(images[:12])
+    assert laid_out.shape == (12, 28, 28)
+    rows, cols = np.nonzero(laid_out[0] > 25)
+    assert max(rows.max() - rows.min(), cols.max() - cols.min()) + 1 <= 20
+    assert laid_out[0, :2].max() == 0 and laid_out[0, :, -2:].max() == 0
+    model = build_model(dataclasses.replace(Config(), conv_filters=(4,), feature_units=8,
+                                            sum_units=(8,)))
+    path = export_saved_model(model, str(tmp_path / "mnist_sum"))
+    pictures = [foreign.picture(image) for image in images[:12]]
+    result = foreign.score(path, digits[:12], laid_out, pictures)
+    layout, picture = result["MNIST's layout"], result["picture"]
+    assert layout["count"] == picture["count"] == 12 and layout["refused"] == 0
+    assert 0 <= layout["right"] <= 12 and 0 <= picture["right"] + picture["refused"] <= 12

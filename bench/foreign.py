@@ -1,0 +1,97 @@
+"""Real handwriting that is not MNIST's, per model: the UCI optical digits.
+
+    python -m bench.foreign MODEL_DIR [MODEL_DIR ...]
+
+The 1,797 digits of scikit-learn's `load_digits()`: the test part of UCI's
+"Optical Recognition of Handwritten Digits" (Alpaydin & Kaynak 1998), written
+by 43 people who are not MNIST's writers and scanned by another scanner, their
+32x32 bitmaps reduced to 8x8 blocks of ink counts 0..16. scikit-learn ships
+them inside its package, so nothing is downloaded. Each SavedModel reads them
+two ways, and right digits and sums (number = index mod 10) are printed:
+- "MNIST's layout": each digit's counts scaled to 0..255 and laid out as MNIST
+  lays out its digits (longest side 20 px, centre of mass at the centre: the
+  front end's own last step, `predict._mnist_box`), read by `serving_default`.
+  This compares weights.
+- "picture": the same counts as a 32x32 picture (bilinear, light ink on
+  black), through `predict_image`, as a user would send a small scan; what the
+  front end refuses counts as wrong and is reported.
+Needs scikit-learn (`pip install -e ".[bench]"`).
+"""
+
+import io
+import os
+import sys
+
+import numpy as np
+
+PICTURE_SIDE = 32
+
+
+def uci_digits():
+    """`(digits, images)`: int labels and uint8 `(1797, 8, 8)` ink counts scaled to 0..255."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    images = np.round(data.images * (255 / 16)).astype(np.uint8)
+    return data.target.astype(np.int64), images
+
+
+def mnist_layout(images):
+    """uint8 `(n, 28, 28)`: each white-on-black image boxed and centred as MNIST's."""
+    import tensorflow as tf
+
+    from mnist_sum_keras.predict import _mnist_box
+
+    return np.stack([_mnist_box(tf.constant(image, tf.float32)).numpy() for image in images])
+
+
+def picture(image, side=PICTURE_SIDE):
+    """PNG bytes of a uint8 greyscale image resized (bilinear) to `side` x `side`."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image, mode="L").resize((side, side), Image.BILINEAR).save(
+        buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def score(path, digits, laid_out, pictures):
+    """`{reading: {"right", "sums", "refused", "count"}}` of one SavedModel."""
+    import tensorflow as tf
+
+    from bench.photos import read
+
+    loaded = tf.saved_model.load(path)
+    numbers = (np.arange(len(digits)) % 10).astype(np.int32)
+    out = loaded.signatures["serving_default"](image=tf.constant(laid_out),
+                                               number=tf.constant(numbers))
+    right = out["digit"].numpy() == digits
+    rows = {"MNIST's layout": {
+        "right": int(right.sum()), "sums": int((out["sum"].numpy() == digits + numbers).sum()),
+        "refused": 0, "count": len(digits)}}
+    predicted, _, refused = read(loaded.signatures["predict_image"], pictures, numbers)
+    rows["picture"] = {"right": int(((predicted == digits) & ~refused).sum()), "sums": None,
+                       "refused": int(refused.sum()), "count": len(digits)}
+    return rows
+
+
+def main(argv=None):
+    paths = sys.argv[1:] if argv is None else argv
+    if not paths:
+        print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
+        return 2
+    digits, images = uci_digits()
+    laid_out = mnist_layout(images)
+    pictures = [picture(image) for image in images]
+    for path in paths:
+        for name, r in score(path, digits, laid_out, pictures).items():
+            sums = f", sum {r['sums']}" if r["sums"] is not None else ""
+            print(f"{path}: UCI digits, {name}: digit {r['right']}/{r['count']} "
+                  f"({100 * r['right'] / r['count']:.2f}%){sums}, refused {r['refused']}",
+                  flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(main())
