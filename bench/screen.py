@@ -26,6 +26,7 @@ from bench.architectures import parse_variant
 from mnist_sum_keras.config import Config
 from mnist_sum_keras.train import HISTORY_CSV, load_datasets, train
 
+# A committee (`members`) has no loss on its averaged digit: val_digit_loss is None.
 FIGURES = ("val_loss", "val_digit_accuracy", "val_sum_accuracy", "val_digit_loss")
 
 
@@ -36,8 +37,8 @@ def validation_figures(history_csv):
         rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
     best = min(rows, key=lambda row: row["val_loss"])
     return {"epochs": len(rows),
-            "last": {k: rows[-1][k] for k in FIGURES},
-            "best": {"epoch": int(best["epoch"]) + 1, **{k: best[k] for k in FIGURES}}}
+            "last": {k: rows[-1].get(k) for k in FIGURES},
+            "best": {"epoch": int(best["epoch"]) + 1, **{k: best.get(k) for k in FIGURES}}}
 
 
 def done(output):
@@ -54,12 +55,14 @@ def summary(lines):
     rows = []
     for variant in dict.fromkeys(line["variant"] for line in lines):
         runs = [line for line in lines if line["variant"] == variant]
-        mean = {k: sum(r["last"][k] for r in runs) / len(runs) for k in FIGURES}
+        mean = {k: (None if any(r["last"][k] is None for r in runs)
+                    else sum(r["last"][k] for r in runs) / len(runs)) for k in FIGURES}
         rows.append(f"{variant:<28} seeds {','.join(str(r['seed']) for r in runs):<8} "
                     f"val loss {mean['val_loss']:.4f}  "
                     f"digit {100 * mean['val_digit_accuracy']:.3f}%  "
                     f"sum {100 * mean['val_sum_accuracy']:.3f}%  digit loss "
-                    f"{mean['val_digit_loss']:.4f}  "
+                    + (f"{mean['val_digit_loss']:.4f}  " if mean["val_digit_loss"] is not None
+                       else "-  ") +
                     f"{sum(r['train_seconds'] for r in runs) / len(runs):.0f} s/run")
     return "\n".join(rows)
 

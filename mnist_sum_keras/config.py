@@ -61,6 +61,12 @@ class Config:
             number: "digit_probabilities" (the digit head's 10 probabilities,
             so the sum head sees the image only as the digit head does, which
             keeps the two answers consistent) or "features" (the embedding).
+        members: Networks in the committee: each its own trunk (convolutions,
+            embedding and digit head), initialisation and distortion draw,
+            trained on its own digit loss (`member<i>_digit`); the `digit`
+            output is their probabilities averaged, and the sum head merges
+            that average. 1 is a single network (and the layer names of
+            earlier releases).
         fused_batch_norm: Convolution batch-norms as `FusedBatchNormalization`
             (one fused op in training, same results); False uses
             `keras.layers.BatchNormalization` as it is.
@@ -98,6 +104,7 @@ class Config:
     feature_units: int = 128
     sum_units: tuple = (128, 128)
     sum_merge: str = "digit_probabilities"
+    members: int = 1
     fused_batch_norm: bool = True
     dropout: float = 0.2
     max_shift: float = 0.1
@@ -112,7 +119,7 @@ class Config:
     output_dir: str = "saved_models"
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "feature_units"):
+        for name in ("epochs", "batch_size", "feature_units", "members"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(
@@ -166,6 +173,10 @@ class Config:
         if self.sum_merge not in SUM_MERGES:
             raise ValueError(f"sum_merge must be one of {SUM_MERGES}. "
                              f"Received: sum_merge={self.sum_merge!r}")
+        if self.members > 1 and self.sum_merge != "digit_probabilities":
+            raise ValueError("members > 1 needs sum_merge='digit_probabilities' (the sum "
+                             "head merges the committee's averaged digit probabilities). "
+                             f"Received: members={self.members}, sum_merge={self.sum_merge!r}")
         # Tuples survive JSON as lists; normalise so configs compare equal.
         object.__setattr__(self, "conv_filters", tuple(self.conv_filters))
         object.__setattr__(self, "sum_units", tuple(self.sum_units))

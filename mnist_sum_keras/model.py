@@ -1,5 +1,6 @@
 """The two-input, two-output network: build_model(config) -> keras.Model."""
 
+import re
 import string
 
 import keras
@@ -11,7 +12,13 @@ from mnist_sum_keras.augment import RandomDistortion, TestTimeZoom, distortion_s
 from mnist_sum_keras.config import IMAGE_SHAPE, NUM_DIGITS, NUM_SUMS
 
 
-def _augmentation(config):
+# Distortion seed of committee member m: config.seed + m * this (members of
+# runs with nearby seeds draw differently).
+MEMBER_SEED_STRIDE = 1_000_003
+MEMBER_DIGIT = re.compile(r"member\d+_digit")
+
+
+def _augmentation(config, seed, prefix=""):
     # Rotations, zooms, stretches, shears, shifts and elastic bends: the
     # variations of handwriting that MNIST's centring leaves, in one
     # resampling per image (training only; nothing when all sizes are 0).
@@ -19,7 +26,7 @@ def _augmentation(config):
     if not any(sizes.values()):
         return []
     return [RandomDistortion(**sizes, elastic_sigma=config.elastic_sigma,
-                             seed=config.seed, name="distort")]
+                             seed=seed, name=f"{prefix}distort")]
 
 
 @keras.saving.register_keras_serializable(package="mnist_sum_keras")
@@ -138,14 +145,35 @@ def _conv_block(x, filters, name, fused_batch_norm):
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def _space_to_depth(x):
+def _space_to_depth(x, prefix=""):
     # (28, 28, 1) -> (14, 14, 4): pixel (2i + a, 2j + b) becomes channel 2a + b
     # of (i, j). Nothing is lost, and the first convolutions run on a quarter
     # of the positions with 4x the channels (what CPUs' kernels do well).
     height, width = IMAGE_SHAPE
-    x = layers.Reshape((height // 2, 2, width // 2, 2), name="stem_split")(x)
-    x = layers.Permute((1, 3, 2, 4), name="stem_permute")(x)
-    return layers.Reshape((height // 2, width // 2, 4), name="stem_merge")(x)
+    x = layers.Reshape((height // 2, 2, width // 2, 2), name=f"{prefix}stem_split")(x)
+    x = layers.Permute((1, 3, 2, 4), name=f"{prefix}stem_permute")(x)
+    return layers.Reshape((height // 2, width // 2, 4), name=f"{prefix}stem_merge")(x)
+
+
+def _network(x, config, prefix, seed):
+    """One network of the committee: distortion, convolutions, embedding and
+    digit head, its layers' names prefixed. Returns `(features, digit)`."""
+    for layer in _augmentation(config, seed, prefix):
+        x = layer(x)
+    if config.stem == "space_to_depth":
+        x = _space_to_depth(x, prefix)
+    for stage, filters in enumerate(config.conv_filters):
+        for block in string.ascii_lowercase[:config.blocks(stage)]:
+            x = _conv_block(x, filters, f"{prefix}stage{stage}{block}",
+                            config.fused_batch_norm)
+        x = layers.MaxPooling2D(name=f"{prefix}stage{stage}_pool")(x)
+    x = layers.Flatten(name=f"{prefix}flatten")(x)
+    x = layers.Dense(config.feature_units, use_bias=False, name=f"{prefix}embed")(x)
+    x = layers.BatchNormalization(name=f"{prefix}embed_bn")(x)
+    x = layers.ReLU(name=f"{prefix}embed_relu")(x)
+    features = layers.Dropout(config.dropout, name=f"{prefix}embed_dropout")(x)
+    digit = layers.Dense(NUM_DIGITS, activation="softmax", name=f"{prefix}digit")(features)
+    return features, digit
 
 
 def build_model(config):
@@ -157,7 +185,10 @@ def build_model(config):
     refuses those outside the contract (`IntegerCheck`). Rescaling and the
     one-hot live inside.
     The CNN embedding of the image feeds the `digit` head, and, merged with the
-    one-hot number, a hidden-layer MLP that learns the `sum` (0..18).
+    one-hot number, a hidden-layer MLP that learns the `sum` (0..18). With
+    `config.members > 1`, `digit` averages the digit heads of that many
+    networks (`member<i>_...` layers), which `training_view` exposes to their
+    own losses.
 
     Args:
         config: a `Config`.
@@ -172,23 +203,16 @@ def build_model(config):
     x = IntegerCheck("image", name="image_check")(image)
     x = layers.Rescaling(1.0 / 255, name="rescale")(x)
     x = layers.Reshape(IMAGE_SHAPE + (1,), name="add_channel")(x)
-    for layer in _augmentation(config):
-        x = layer(x)
     if config.test_zoom != 1:
         x = TestTimeZoom(config.test_zoom, name="test_zoom")(x)
-    if config.stem == "space_to_depth":
-        x = _space_to_depth(x)
-    for stage, filters in enumerate(config.conv_filters):
-        for block in string.ascii_lowercase[:config.blocks(stage)]:
-            x = _conv_block(x, filters, f"stage{stage}{block}", config.fused_batch_norm)
-        x = layers.MaxPooling2D(name=f"stage{stage}_pool")(x)
-    x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(config.feature_units, use_bias=False, name="embed")(x)
-    x = layers.BatchNormalization(name="embed_bn")(x)
-    x = layers.ReLU(name="embed_relu")(x)
-    features = layers.Dropout(config.dropout, name="embed_dropout")(x)
-
-    digit = layers.Dense(NUM_DIGITS, activation="softmax", name="digit")(features)
+    if config.members == 1:
+        features, digit = _network(x, config, "", config.seed)
+    else:
+        # A committee: each network reads the same image; their digit
+        # probabilities are averaged (Ciresan et al. 2012; Deotte's 15 CNNs).
+        features, digit = None, layers.Average(name="digit")([
+            _network(x, config, f"member{m}_", config.seed + m * MEMBER_SEED_STRIDE)[1]
+            for m in range(config.members)])
 
     one_hot = layers.CategoryEncoding(NUM_DIGITS, output_mode="one_hot",
                                       name="number_one_hot")(
@@ -204,8 +228,49 @@ def build_model(config):
                        outputs={"digit": digit, "sum": total}, name="mnist_sum")
 
 
+def member_digit_names(model):
+    """Names of a committee's member digit heads (`member<i>_digit`); [] for one network."""
+    return [layer.name for layer in model.layers if MEMBER_DIGIT.fullmatch(layer.name)]
+
+
+def training_view(model):
+    """The model with each committee member's digit head as an output too.
+
+    The same layers and weights; the members' outputs let each member train
+    on its own loss, which keeps them independent (a loss on their average
+    alone lets them lean on each other). A single network is returned as it is.
+    """
+    names = member_digit_names(model)
+    if not names:
+        return model
+    outputs = {key: model.get_layer(key).output for key in ("digit", "sum", *names)}
+    return keras.Model(model.inputs, outputs, name=model.name)
+
+
+def with_member_targets(dataset, model):
+    """`dataset` of `(inputs, {"digit", "sum"})` with the digit also as each
+    member's target, as a committee's `training_view` needs."""
+    names = member_digit_names(model)
+    if not names:
+        return dataset
+    return dataset.map(lambda x, y: (x, {**y, **{name: y["digit"] for name in names}}))
+
+
+def inference_view(model):
+    """The model with only its `digit` and `sum` outputs (undoes `training_view`)."""
+    if not member_digit_names(model) or set(model.output_names) == {"digit", "sum"}:
+        return model
+    outputs = {key: model.get_layer(key).output for key in ("digit", "sum")}
+    return keras.Model(model.inputs, outputs, name=model.name)
+
+
 def compile_model(model, config, steps_per_epoch):
-    """Compiles with the optimizer, a warm-up + cosine schedule, per-head losses."""
+    """Compiles with the optimizer, a warm-up + cosine schedule, per-head losses.
+
+    A committee (`config.members > 1`) is compiled as its `training_view`, which
+    is returned: each member's digit head has its own loss, the averaged `digit`
+    output only its accuracy metric.
+    """
     total_steps = max(1, config.epochs * steps_per_epoch)
     warmup_steps = min(total_steps - 1, int(config.warmup_epochs * steps_per_epoch))
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -222,9 +287,13 @@ def compile_model(model, config, steps_per_epoch):
     else:
         optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay,
                                            **ema)
+    model = training_view(model)
+    members = member_digit_names(model)
+    digit_loss = _loss(NUM_DIGITS, config.label_smoothing)
     model.compile(
         optimizer=optimizer,
-        loss={"digit": _loss(NUM_DIGITS, config.label_smoothing),
+        loss={**({name: digit_loss for name in members} if members
+                 else {"digit": digit_loss}),
               "sum": _loss(NUM_SUMS, config.label_smoothing)},
         # Logged as digit_accuracy and sum_accuracy (val_ prefixed on validation).
         metrics={"digit": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],

@@ -20,7 +20,8 @@ from mnist_sum_keras.config import MODEL_NAME
 from mnist_sum_keras.distribute import is_chief, replica_mean_moving_statistics
 from mnist_sum_keras.evaluate import evaluate
 from mnist_sum_keras.export import next_version, release
-from mnist_sum_keras.model import build_model, compile_model
+from mnist_sum_keras.model import (build_model, compile_model, inference_view,
+                                   with_member_targets)
 from mnist_sum_keras.run_folder import run_identity
 
 # One file per improvement, never overwritten: a run killed while saving
@@ -101,6 +102,9 @@ def _fit(config, work_dir, datasets, verbose, strategy, callbacks):
                                 seed=config.seed) if has_validation else None)
     steps_per_epoch = math.ceil(len(train_images) / global_batch)
     model = compiled_model(config, strategy, steps_per_epoch)
+    # A committee trains each member on its own copy of the digit target.
+    train_ds = with_member_targets(train_ds, model)
+    val_ds = with_member_targets(val_ds, model) if val_ds is not None else None
 
     best_path = os.path.join(work_dir, BEST_CHECKPOINT)
     monitor = "val_loss" if has_validation else "loss"
@@ -123,7 +127,7 @@ def _fit(config, work_dir, datasets, verbose, strategy, callbacks):
     best = latest_checkpoint(work_dir)
     if best:
         model.load_weights(best)
-    return model, history
+    return inference_view(model), history
 
 
 def latest_checkpoint(work_dir):

@@ -251,3 +251,57 @@ def test_stage_blocks_sets_the_conv_blocks_of_each_stage(tiny_config, stage_bloc
     model = build_model(dataclasses.replace(tiny_config, stage_blocks=stage_blocks))
     assert [layer.name[:-len("_conv")] for layer in model.layers
             if layer.name.endswith("_conv")] == convs
+
+
+def test_a_committee_averages_its_members_digit_heads(tiny_config):
+    from mnist_sum_keras.model import member_digit_names, training_view
+
+    model = build_model(dataclasses.replace(tiny_config, members=3))
+    assert model.output_names == ["digit", "sum"] or set(model.output_names) == {"digit", "sum"}
+    names = member_digit_names(model)
+    assert names == ["member0_digit", "member1_digit", "member2_digit"]
+    # Each member has its own trunk, initialisation and distortion draw.
+    a, b = (model.get_layer(f"member{m}_stage0a_conv").get_weights()[0] for m in (0, 1))
+    assert a.shape == b.shape and not np.allclose(a, b)
+    assert (model.get_layer("member0_distort").seed
+            != model.get_layer("member1_distort").seed)
+    images, numbers = _inputs()
+    out = training_view(model).predict([images, numbers], verbose=0)
+    np.testing.assert_allclose(out["digit"], np.mean([out[n] for n in names], axis=0),
+                               atol=1e-6)
+    # One network keeps the layer names of earlier releases.
+    single = build_model(tiny_config)
+    assert member_digit_names(single) == [] and single.get_layer("stage0a_conv")
+
+
+@pytest.mark.large  # Trains, saves and exports a committee.
+def test_a_committee_trains_each_member_on_its_own_loss_and_releases_two_outputs(
+        tiny_config, tiny_datasets, tmp_path):
+    from mnist_sum_keras.export import export_saved_model
+    from mnist_sum_keras.train import train
+
+    config = dataclasses.replace(tiny_config, members=2, epochs=1)
+    model, history = train(config, str(tmp_path / "work"), datasets=tiny_datasets, verbose=0)
+    assert {"member0_digit_loss", "member1_digit_loss", "val_member1_digit_loss",
+            "val_digit_accuracy", "sum_loss"} <= set(history.history)
+    assert "digit_loss" not in history.history  # the average has a metric, no loss
+    assert set(model.output_names) == {"digit", "sum"}
+    images, numbers = _inputs()
+    before = model.predict([images, numbers], verbose=0)
+    path = str(tmp_path / "committee.keras")
+    model.save(path)
+    again = keras.saving.load_model(path).predict([images, numbers], verbose=0)
+    np.testing.assert_allclose(again["digit"], before["digit"], atol=1e-6)
+    served = tf.saved_model.load(export_saved_model(model, str(tmp_path / "mnist_sum")))
+    out = served.signatures["serving_default"](image=tf.constant(images),
+                                               number=tf.constant(numbers))
+    np.testing.assert_allclose(out["digit_probabilities"], before["digit"], atol=1e-5)
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"members": 0}, "members must be a positive integer"),
+    ({"members": 2, "sum_merge": "features"}, "members > 1 needs sum_merge"),
+])
+def test_config_refuses_bad_committees(changes, message):
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(Config(), **changes)
