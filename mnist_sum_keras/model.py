@@ -11,7 +11,6 @@ from mnist_sum_keras import contract
 from mnist_sum_keras.augment import RandomDistortion, TestTimeZoom, distortion_sizes
 from mnist_sum_keras.config import IMAGE_SHAPE, NUM_DIGITS, NUM_SUMS
 
-
 # Distortion seed of committee member m: config.seed + m * this (members of
 # runs with nearby seeds draw differently).
 MEMBER_SEED_STRIDE = 1_000_003

@@ -20,8 +20,7 @@ from mnist_sum_keras.config import MODEL_NAME
 from mnist_sum_keras.distribute import is_chief, replica_mean_moving_statistics
 from mnist_sum_keras.evaluate import evaluate
 from mnist_sum_keras.export import next_version, release
-from mnist_sum_keras.model import (build_model, compile_model, inference_view,
-                                   with_member_targets)
+from mnist_sum_keras.model import build_model, compile_model, inference_view, with_member_targets
 from mnist_sum_keras.run_folder import run_identity
 
 # One file per improvement, never overwritten: a run killed while saving
