@@ -14,9 +14,10 @@ For each run folder of `bench.screen` (`<variant>-s<seed>`, the checkpoint
   guide, not a proof);
 - as a committee: the digit probabilities of each pair of runs with
   different seeds averaged (what a two-member ensemble would read).
-The test split is never read. Figures are digit accuracy and the digit head's
-negative log-likelihood over the validation images (the digit head reads only
-the image, so the number does not matter).
+With `--foreign`, the same for UCI's handwritten digits laid out as MNIST's
+(`bench.foreign`): handwriting that is not MNIST's. The test split is never
+read. Figures are digit errors and the digit head's negative log-likelihood
+(the digit head reads only the image, so the number does not matter).
 """
 
 import argparse
@@ -99,6 +100,8 @@ def main(argv=None):
     parser.add_argument("--data", default=None, help="local MNIST npz")
     parser.add_argument("--work-dir", default=os.path.join("bench", "work", "screen"))
     parser.add_argument("--zooms", nargs="+", type=float, default=[1.05])
+    parser.add_argument("--foreign", action="store_true",
+                        help="also UCI's handwritten digits (bench.foreign; needs scikit-learn)")
     args = parser.parse_args(argv)
     if any(not 0.5 <= z <= 2 for z in args.zooms):
         parser.error(f"--zooms must lie in [0.5, 2]. Received: {args.zooms}")
@@ -122,16 +125,28 @@ def main(argv=None):
     from mnist_sum_keras.train import load_datasets
 
     config = dataclasses.replace(Config(), data_path=args.data, validation_size=sizes.pop())
-    images, digits = load_datasets(config)["validation"]
-    zooms = [1.0] + [z for z in args.zooms if z != 1.0]
-    views = {z: zoom_images(images, z) for z in zooms}
+    sets = {"validation images": load_datasets(config)["validation"]}
+    if args.foreign:
+        from bench.foreign import mnist_layout, uci_digits
 
-    probabilities = {}
-    print(f"{len(digits)} validation images; wrong / nll per run, at each zoom")
+        uci, uci_images = uci_digits()
+        sets["UCI digits (MNIST's layout, bench.foreign)"] = (mnist_layout(uci_images), uci)
+    zooms = [1.0] + [z for z in args.zooms if z != 1.0]
+    models = {name: keras.models.load_model(restored_checkpoint(dirs[name]))
+              for name in names}
+    for title, (images, digits) in sets.items():
+        probabilities = {name: {z: digit_probabilities(model, zoom_images(images, z))
+                                for z in zooms} for name, model in models.items()}
+        _report(title, digits, probabilities, zooms, seeds)
+    return 0
+
+
+def _report(title, digits, probabilities, zooms, seeds):
+    """Prints one set's figures: per run and zoom, zoom against none, committees."""
+    names = list(probabilities)
+    print(f"\n{len(digits)} {title}; wrong / nll per run, at each zoom")
     print(f"{'run':<28}" + "".join(f"{'zoom ' + format(z, 'g'):>18}" for z in zooms))
     for name in names:
-        model = keras.models.load_model(restored_checkpoint(dirs[name]))
-        probabilities[name] = {z: digit_probabilities(model, v) for z, v in views.items()}
         row = [figures(probabilities[name][z], digits) for z in zooms]
         print(f"{name:<28}" + "".join(f"{r['wrong']:>10} / {r['nll']:.4f}" for r in row))
 
@@ -159,7 +174,6 @@ def main(argv=None):
             print(f"  zoom {z:g}  mean of {len(rows)} pairs "
                   f"{100 * np.mean([r['accuracy'] for r in rows]):.3f}%, "
                   f"of {len(names)} single runs {100 * np.mean(single):.3f}%")
-    return 0
 
 
 if __name__ == "__main__":

@@ -272,9 +272,9 @@ def test_posthoc_reads_screened_runs_on_validation_only(tmp_path):
                                      sum_units=(8,), seed=seed)
         build_model(config).save(run / "best-001.keras")
     code, out, err = call_main(posthoc.main, "--data", npz, "--work-dir", tmp_path / "screen",
-                               "--zooms", "1.1")
+                               "--zooms", "1.1", "--foreign")
     assert code == 0, err
-    assert "40 validation images" in out
+    assert "40 validation images" in out and "1797 UCI digits" in out
     assert "tiny-s1" in out and "tiny-s2" in out and "zoom 1.1 against none, over 2 runs" in out
     assert "tiny-s1 + tiny-s2" in out
     # Runs on different validation splits cannot be compared.
