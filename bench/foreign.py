@@ -42,7 +42,8 @@ def mnist_layout(images):
 
     from mnist_sum_keras.predict import _mnist_box
 
-    return np.stack([_mnist_box(tf.constant(image, tf.float32)).numpy() for image in images])
+    box = tf.function(_mnist_box, input_signature=[tf.TensorSpec([None, None], tf.float32)])
+    return np.stack([box(tf.constant(image, tf.float32)).numpy() for image in images])
 
 
 def picture(image, side=PICTURE_SIDE):
