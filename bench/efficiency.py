@@ -20,7 +20,7 @@ from bench import common
 from bench.machine import format_machine, machine
 from bench.profile import format_profile, profile_training
 from mnist_sum_keras import data
-from mnist_sum_keras.model import build_model, compile_model
+from mnist_sum_keras.model import build_model, compile_model, with_member_targets
 
 
 def pipeline_headroom(config, splits, steps, train_steps_per_s):
@@ -96,8 +96,9 @@ def steps_per_s_of(model, splits, steps, repeats=3, batch_size=128, seed=1):
     can land in.
     """
     images, digits = splits["train"]
-    ds = data.make_dataset(images, digits, batch_size=batch_size, training=True,
-                           seed=seed).take(steps).cache()
+    ds = with_member_targets(data.make_dataset(images, digits, batch_size=batch_size,
+                                               training=True, seed=seed), model)
+    ds = ds.take(steps).cache()
     for _ in ds:  # Fill the cache: the model is then fed from memory.
         pass
     model.fit(ds.take(3), verbose=0, shuffle=False)

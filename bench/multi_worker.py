@@ -31,6 +31,7 @@ def measure(args):
     from bench.efficiency import StepTimer
     from mnist_sum_keras import data
     from mnist_sum_keras.config import Config
+    from mnist_sum_keras.model import with_member_targets
     from mnist_sum_keras.train import compiled_model
 
     config = Config(data_path=args.data)
@@ -41,9 +42,10 @@ def measure(args):
                 else tf.distribute.get_strategy())
     keras.utils.set_random_seed(config.seed)
     (x, y), _ = data.load_mnist(args.data)
-    dataset = data.make_dataset(x, y, batch_size=args.global_batch, training=True,
-                                seed=config.seed).take(1 + args.steps)
     model = compiled_model(config, strategy, args.steps)
+    dataset = with_member_targets(data.make_dataset(
+        x, y, batch_size=args.global_batch, training=True, seed=config.seed), model
+    ).take(1 + args.steps)
     timer = StepTimer()
     model.fit(dataset, verbose=0, shuffle=False, callbacks=[timer])
     # From the end of the first step (tracing and start-up) to the end of the last.

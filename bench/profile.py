@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from mnist_sum_keras.config import IMAGE_SHAPE, NUM_DIGITS, NUM_SUMS, Config
-from mnist_sum_keras.model import build_model, compile_model
+from mnist_sum_keras.model import build_model, compile_model, with_member_targets
 
 # (kind, test on the op's scope path and type), first match wins.
 KINDS = (
@@ -93,8 +93,8 @@ def profile_training(config, steps, logdir):
          "number": rng.integers(0, NUM_DIGITS, (batch,), dtype=np.int32)}
     y = {"digit": rng.integers(0, NUM_DIGITS, (batch,)),
          "sum": rng.integers(0, NUM_SUMS, (batch,))}
-    ds = tf.data.Dataset.from_tensors((x, y)).repeat()
     model = compile_model(build_model(config), config, steps)
+    ds = with_member_targets(tf.data.Dataset.from_tensors((x, y)).repeat(), model)
     model.fit(ds, steps_per_epoch=5, verbose=0)  # Trace and warm up first.
     tf.profiler.experimental.start(logdir)
     try:
