@@ -58,6 +58,15 @@ def bilinear_sample(images, rows, cols):
     return top * (1 - fr) + bottom * fr
 
 
+def _centred_grid(height, width):
+    """`((rows, cols), (centre_r, centre_c))`: each pixel's float coordinates,
+    `(height, width)`, relative to the image's centre, and that centre."""
+    centre_r, centre_c = (height - 1) / 2, (width - 1) / 2
+    grid = tf.meshgrid(tf.range(height, dtype=tf.float32) - centre_r,
+                       tf.range(width, dtype=tf.float32) - centre_c, indexing="ij")
+    return grid, (centre_r, centre_c)
+
+
 # The `Config` fields that size the distortion (all 0: no distortion layer).
 SIZE_FIELDS = ("max_rotation", "max_zoom", "max_aspect", "max_shear", "max_shift",
                "elastic_alpha")
@@ -124,10 +133,7 @@ class RandomDistortion(layers.Layer):
         sr, sc = zoom, zoom * aspect
         a = [[cos * sr + (-sin * sc) * shear, -sin * sc],
              [sin * sr + cos * sc * shear, cos * sc]]
-        centre_r, centre_c = (height - 1) / 2, (width - 1) / 2
-        grid_r, grid_c = tf.meshgrid(tf.range(height, dtype=tf.float32) - centre_r,
-                                     tf.range(width, dtype=tf.float32) - centre_c,
-                                     indexing="ij")
+        (grid_r, grid_c), (centre_r, centre_c) = _centred_grid(height, width)
 
         def per_image(v):
             return tf.reshape(v, (-1, 1, 1))
@@ -158,10 +164,7 @@ class RandomDistortion(layers.Layer):
 def centre_zoom_coordinates(height, width, zoom):
     """Source `(rows, cols)`, each `(height, width)`, of an image magnified `zoom`
     times about its centre (output pixel -> source pixel)."""
-    centre_r, centre_c = (height - 1) / 2, (width - 1) / 2
-    grid_r, grid_c = tf.meshgrid(tf.range(height, dtype=tf.float32) - centre_r,
-                                 tf.range(width, dtype=tf.float32) - centre_c,
-                                 indexing="ij")
+    (grid_r, grid_c), (centre_r, centre_c) = _centred_grid(height, width)
     return grid_r / zoom + centre_r, grid_c / zoom + centre_c
 
 
