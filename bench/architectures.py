@@ -34,6 +34,7 @@ from mnist_sum_keras.model import build_model
 
 VARIANTS = (
     "default:",
+    "one network:members=1",
     "one block at 28x28:stage_blocks=1/2",
     "space-to-depth 32/64/128:stem=space_to_depth,conv_filters=32/64/128",
     "narrow 8/16/32:conv_filters=8/16/32",

@@ -23,10 +23,11 @@ from mnist_sum_keras.config import NUM_DIGITS, NUM_SUMS
 from mnist_sum_keras.evaluate import evaluate
 from mnist_sum_keras.train import train
 
-# Shorter schedules of the default recipe: fewer epochs, or fewer epochs of a narrower
-# network, chosen on the validation split (docs/benchmarks.md).
-FRONTIER = ("epochs=3,conv_filters=8/16/32", "epochs=4,conv_filters=8/16/32", "epochs=5",
-            "epochs=6")
+# Cheaper schedules of the default recipe: one network instead of the committee
+# (`members=1`), fewer epochs, or fewer epochs of a narrower network, chosen on the
+# validation split (docs/benchmarks.md). The last is the single network at full length.
+FRONTIER = ("epochs=3,conv_filters=8/16/32,members=1", "epochs=4,conv_filters=8/16/32,members=1",
+            "epochs=5,members=1", "epochs=6,members=1", "members=1")
 PLOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
                     "time_to_accuracy.png")
 
@@ -125,30 +126,35 @@ def first_seconds(curve, accuracy):
 
 
 def parse_schedule(spec):
-    """`"epochs=3"`, `"conv_filters=8/16/32"` or both, comma-separated -> (name, Config
-    changes): a shorter schedule of our recipe through its `train.py` flags."""
+    """`"epochs=3"`, `"conv_filters=8/16/32"`, `"members=1"` or several, comma-separated
+    -> (name, Config changes): a cheaper schedule of our recipe through its `train.py` flags."""
     changes = {}
     for item in spec.split(","):
         field, _, value = item.partition("=")
-        if field == "epochs":
-            changes["epochs"] = int(value)
+        if field in ("epochs", "members"):
+            changes[field] = int(value)
         elif field == "conv_filters":
             changes["conv_filters"] = tuple(int(v) for v in value.split("/"))
         else:
-            raise ValueError(f"a schedule changes epochs or conv_filters. Received: {spec!r}")
+            raise ValueError("a schedule changes epochs, conv_filters or members. "
+                             f"Received: {spec!r}")
     return "ours, " + ", ".join(item.replace("_", " ").replace("=", " ")
                                 for item in spec.split(",")), changes
 
 
 def _frontier_goals(frontier, reference_seconds, reference_final):
-    """The cheapest schedule meeting each frontier goal, or None."""
+    """The cheapest schedule meeting each frontier goal, or None; and the most
+    accurate schedule within 3x the reference's time, or None."""
     def best(budget, accuracy):
         met = [p for p in frontier if p["train_seconds"] <= budget
                and p["sum_accuracy"] >= accuracy]
         return min(met, key=lambda p: p["train_seconds"])["name"] if met else None
+    within = [p for p in frontier if p["train_seconds"] <= 3 * reference_seconds]
     return {"third_of_reference_time_reaches_reference_final":
             best(reference_seconds / 3, reference_final),
-            "reference_time_reaches_99.5": best(reference_seconds, 0.995)}
+            "reference_time_reaches_99.5": best(reference_seconds, 0.995),
+            "most_accurate_within_3x": (max(within, key=lambda p: p["sum_accuracy"])["name"]
+                                        if within else None)}
 
 
 def time_to_accuracy(config, splits, quick, work, schedules):
@@ -204,7 +210,7 @@ def time_to_accuracy(config, splits, quick, work, schedules):
         "frontier": frontier,
         "reference_final_sum_accuracy": reference_final,
         "reference_train_seconds": reference_seconds,
-        # Goal: the default's whole training <= 3x the reference's 15 epochs.
+        # Goal: the default's whole training <= 6x the reference's 15 epochs.
         "cost_ratio": curves["ours"][-1]["train_seconds"] / reference_seconds,
         "frontier_goals": _frontier_goals(frontier, reference_seconds, reference_final),
         "seconds_to_reference_final": {"reference": reference_time, "ours": ours_time},
@@ -271,7 +277,8 @@ def format_time_to_accuracy(t):
     lines.append("   frontier: <= 1/3 of the reference's time reaching its final "
                  f"{100 * t['reference_final_sum_accuracy']:.2f}%: "
                  f"{goals['third_of_reference_time_reaches_reference_final'] or 'none'}; "
-                 f"<= 1x reaching 99.5%: {goals['reference_time_reaches_99.5'] or 'none'}")
+                 f"<= 1x reaching 99.5%: {goals['reference_time_reaches_99.5'] or 'none'}; "
+                 f"most accurate within 3x: {goals.get('most_accurate_within_3x') or 'none'}")
     ratio = t["goal_ratio"]
     lines.append("   ours reaches the reference's final sum accuracy in "
                  + ("never" if ratio is None else f"{ratio:.2f}x") + " the reference's time")
@@ -286,8 +293,8 @@ def add_arguments(parser):
                         help="training folders (removed at the start)")
     parser.add_argument("--plot", default=PLOT, help="the time-to-accuracy plot")
     parser.add_argument("--frontier", nargs="+", default=list(FRONTIER),
-                        help="shorter schedules of our recipe: epochs=N, "
-                             "conv_filters=A/B/C or both, comma-separated "
+                        help="cheaper schedules of our recipe: epochs=N, "
+                             "conv_filters=A/B/C, members=N, comma-separated "
                              "(default: %(default)s)")
 
 

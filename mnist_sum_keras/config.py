@@ -104,7 +104,7 @@ class Config:
     feature_units: int = 128
     sum_units: tuple = (128, 128)
     sum_merge: str = "digit_probabilities"
-    members: int = 1
+    members: int = 2
     fused_batch_norm: bool = True
     dropout: float = 0.2
     max_shift: float = 0.1

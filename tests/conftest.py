@@ -124,11 +124,13 @@ def assert_refuses_bad_files(load, error, folder, suffix, missing, directory, ga
         load(str(text))
 
 
-# A small, fast model configuration (output_dir set by each fixture).
+# A small, fast model configuration (output_dir set by each fixture): one network,
+# whose layer names the architecture tests read; committees (the default's
+# `members`) have their own tests, each asking for `members` by name.
 TINY_CONFIG = dataclasses.replace(
     Config(), epochs=2, batch_size=32, conv_filters=(4, 8), feature_units=16,
     sum_units=(32,), warmup_epochs=0.5, learning_rate=3e-3, validation_size=40,
-    data_path=None)
+    members=1, data_path=None)
 
 
 @pytest.fixture

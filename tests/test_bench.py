@@ -45,7 +45,8 @@ def test_bench_quick(tmp_path):
     assert [set(p) for p in timing["frontier"]] == [
         {"name", "epochs", "train_seconds", "sum_accuracy"}]
     assert timing["cost_ratio"] > 0 and set(timing["frontier_goals"]) == {
-        "third_of_reference_time_reaches_reference_final", "reference_time_reaches_99.5"}
+        "third_of_reference_time_reaches_reference_final", "reference_time_reaches_99.5",
+        "most_accurate_within_3x"}
     assert results["machine"]["vector_isa"] in ("AVX-512", "AVX2", "older")
     assert (tmp_path / "tta.png").read_bytes().startswith(b"\x89PNG")
 
@@ -96,17 +97,20 @@ def test_frontier_schedules_change_one_flag_and_goals_pick_the_cheapest():
                                                       {"conv_filters": (8, 16, 32)})
     assert parse_schedule("epochs=4,conv_filters=8/16/32") == (
         "ours, epochs 4, conv filters 8/16/32", {"epochs": 4, "conv_filters": (8, 16, 32)})
-    with pytest.raises(ValueError, match="epochs or conv_filters"):
+    assert parse_schedule("epochs=5,members=1") == (
+        "ours, epochs 5, members 1", {"epochs": 5, "members": 1})
+    with pytest.raises(ValueError, match="epochs, conv_filters or members"):
         parse_schedule("learning_rate=0.1")
     frontier = [{"name": "a", "train_seconds": 30, "sum_accuracy": 0.990},
                 {"name": "b", "train_seconds": 60, "sum_accuracy": 0.996},
                 {"name": "c", "train_seconds": 140, "sum_accuracy": 0.997}]
     assert _frontier_goals(frontier, 100, 0.989) == {
         "third_of_reference_time_reaches_reference_final": "a",
-        "reference_time_reaches_99.5": "b"}
-    assert _frontier_goals(frontier, 80, 0.991) == {
+        "reference_time_reaches_99.5": "b", "most_accurate_within_3x": "c"}
+    assert _frontier_goals(frontier, 40, 0.991) == {
         "third_of_reference_time_reaches_reference_final": None,
-        "reference_time_reaches_99.5": "b"}
+        "reference_time_reaches_99.5": None, "most_accurate_within_3x": "b"}
+    assert _frontier_goals(frontier, 5, 0.9)["most_accurate_within_3x"] is None
 
 
 def test_flop_count_of_a_known_model():
