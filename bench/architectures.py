@@ -20,6 +20,7 @@ import sys
 
 import keras
 
+from bench.common import parse_variant
 from bench.efficiency import (
     matmul_flops_per_s,
     model_flops,
@@ -39,20 +40,6 @@ VARIANTS = (
     "space-to-depth 32/64/128:stem=space_to_depth,conv_filters=32/64/128",
     "narrow 8/16/32:conv_filters=8/16/32",
 )
-
-
-def parse_variant(spec):
-    """`"name:field=value,..."` -> (name, Config changes)."""
-    name, _, fields = spec.partition(":")
-    changes = {}
-    for item in filter(None, fields.split(",")):
-        field, _, value = item.partition("=")
-        kind = {f.name: f.type for f in dataclasses.fields(Config)}.get(field)
-        if kind is None:
-            raise ValueError(f"{field!r} is not a Config field (in {spec!r})")
-        changes[field] = (tuple(int(v) for v in value.split("/")) if kind is tuple
-                          else kind(value))
-    return name, changes
 
 
 def main(argv=None):

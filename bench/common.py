@@ -51,3 +51,17 @@ def save_parts(path, parts):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         json.dump(results, f, indent=2)
+
+
+def parse_variant(spec):
+    """`"name:field=value,..."` -> (name, Config changes)."""
+    name, _, fields = spec.partition(":")
+    changes = {}
+    for item in filter(None, fields.split(",")):
+        field, _, value = item.partition("=")
+        kind = {f.name: f.type for f in dataclasses.fields(Config)}.get(field)
+        if kind is None:
+            raise ValueError(f"{field!r} is not a Config field (in {spec!r})")
+        changes[field] = (tuple(int(v) for v in value.split("/")) if kind is tuple
+                          else kind(value))
+    return name, changes

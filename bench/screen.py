@@ -22,7 +22,7 @@ import os
 import sys
 import time
 
-from bench.architectures import parse_variant
+from bench.common import parse_variant
 from mnist_sum_keras.config import Config
 from mnist_sum_keras.train import HISTORY_CSV, load_datasets, train
 

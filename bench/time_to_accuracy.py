@@ -28,6 +28,8 @@ from mnist_sum_keras.train import train
 # validation split (docs/benchmarks.md). The last is the single network at full length.
 FRONTIER = ("epochs=3,conv_filters=8/16/32,members=1", "epochs=4,conv_filters=8/16/32,members=1",
             "epochs=5,members=1", "epochs=6,members=1", "members=1")
+# The Config fields a frontier schedule may change.
+SCHEDULE_FIELDS = ("epochs", "conv_filters", "members")
 PLOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
                     "time_to_accuracy.png")
 
@@ -128,18 +130,11 @@ def first_seconds(curve, accuracy):
 def parse_schedule(spec):
     """`"epochs=3"`, `"conv_filters=8/16/32"`, `"members=1"` or several, comma-separated
     -> (name, Config changes): a cheaper schedule of our recipe through its `train.py` flags."""
-    changes = {}
-    for item in spec.split(","):
-        field, _, value = item.partition("=")
-        if field in ("epochs", "members"):
-            changes[field] = int(value)
-        elif field == "conv_filters":
-            changes["conv_filters"] = tuple(int(v) for v in value.split("/"))
-        else:
-            raise ValueError("a schedule changes epochs, conv_filters or members. "
-                             f"Received: {spec!r}")
+    if any(item.partition("=")[0] not in SCHEDULE_FIELDS for item in spec.split(",")):
+        raise ValueError("a schedule changes epochs, conv_filters or members. "
+                         f"Received: {spec!r}")
     return "ours, " + ", ".join(item.replace("_", " ").replace("=", " ")
-                                for item in spec.split(",")), changes
+                                for item in spec.split(",")), common.parse_variant(":" + spec)[1]
 
 
 def _frontier_goals(frontier, reference_seconds, reference_final):

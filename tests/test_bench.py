@@ -107,6 +107,9 @@ def test_frontier_schedules_change_one_flag_and_goals_pick_the_cheapest():
     assert _frontier_goals(frontier, 100, 0.989) == {
         "third_of_reference_time_reaches_reference_final": "a",
         "reference_time_reaches_99.5": "b", "most_accurate_within_3x": "c"}
+    assert _frontier_goals(frontier, 80, 0.991) == {
+        "third_of_reference_time_reaches_reference_final": None,
+        "reference_time_reaches_99.5": "b", "most_accurate_within_3x": "c"}
     assert _frontier_goals(frontier, 40, 0.991) == {
         "third_of_reference_time_reaches_reference_final": None,
         "reference_time_reaches_99.5": None, "most_accurate_within_3x": "b"}
