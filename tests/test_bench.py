@@ -99,7 +99,9 @@ def test_frontier_schedules_change_one_flag_and_goals_pick_the_cheapest():
         "ours, epochs 4, conv filters 8/16/32", {"epochs": 4, "conv_filters": (8, 16, 32)})
     assert parse_schedule("epochs=5,members=1") == (
         "ours, epochs 5, members 1", {"epochs": 5, "members": 1})
-    with pytest.raises(ValueError, match="epochs, conv_filters or members"):
+    assert parse_schedule("stem=space_to_depth,stage_blocks=1/2")[1] == {
+        "stem": "space_to_depth", "stage_blocks": (1, 2)}
+    with pytest.raises(ValueError, match="only epochs, conv_filters, members"):
         parse_schedule("learning_rate=0.1")
     frontier = [{"name": "a", "train_seconds": 30, "sum_accuracy": 0.990},
                 {"name": "b", "train_seconds": 60, "sum_accuracy": 0.996},
