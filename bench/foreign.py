@@ -10,7 +10,7 @@ them inside its package, so nothing is downloaded. Each SavedModel reads them
 two ways, and right digits and sums (number = index mod 10) are printed:
 - "MNIST's layout": each digit's counts scaled to 0..255 and laid out as MNIST
   lays out its digits (longest side 20 px, centre of mass at the centre: the
-  front end's own last step, `predict._mnist_box`), read by `serving_default`.
+  front end's own last step, `frontend.stages.mnist_box`), read by `serving_default`.
   This compares weights.
 - "picture": the same counts as a 32x32 picture (bilinear, light ink on
   black), through `predict_image`, as a user would send a small scan; what the
@@ -40,9 +40,9 @@ def mnist_layout(images):
     """uint8 `(n, 28, 28)`: each white-on-black image boxed and centred as MNIST's."""
     import tensorflow as tf
 
-    from mnist_sum_keras.predict import _mnist_box
+    from mnist_sum_keras.frontend.stages import mnist_box
 
-    box = tf.function(_mnist_box, input_signature=[tf.TensorSpec([None, None], tf.float32)])
+    box = tf.function(mnist_box, input_signature=[tf.TensorSpec([None, None], tf.float32)])
     return np.stack([box(tf.constant(image, tf.float32)).numpy() for image in images])
 
 

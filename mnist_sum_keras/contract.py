@@ -7,6 +7,8 @@ module imports no TensorFlow, so the REST client does not either; the graph
 checks import it when they are built.
 """
 
+import re
+
 import numpy as np
 
 from mnist_sum_keras.config import IMAGE_SHAPE, NUM_DIGITS
@@ -111,6 +113,21 @@ def check_numbers(numbers, count):
             raise ValueError(refusal(NUMBER_VALUE_RULE, f"number={n!r}"))
     values = np.array(array.tolist(), np.int32)
     return np.repeat(values, count) if len(values) == 1 else values
+
+
+def error_text(error):
+    """The message of a graph's InvalidArgument without TensorFlow's trace lines: the
+    rule and what was received, for a REST answer or an `ImageError`."""
+    noise = ("Graph execution error", "Detected at node", "<stack", "[[", "File ")
+    lines = [line.strip() for line in error.message.splitlines()]
+    for line in lines:
+        if line.startswith("assertion failed:"):
+            # "[<rule>. Received: x=] [10]" -> "<rule>. Received: x=[10]"
+            text = line[len("assertion failed:"):].strip()
+            return re.sub(r"^\[(.*Received: [^\]]*?)\] ?",
+                          lambda m: m[1] if m[1].endswith("=") else m[1] + " ", text)
+    return next((line for line in lines if line and not line.startswith(noise)),
+                error.message)
 
 
 # --- Graph checks: the same rules inside TensorFlow graphs -------------------

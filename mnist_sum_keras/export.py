@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from mnist_sum_keras import contract
 from mnist_sum_keras.config import IMAGE_SHAPE, MODEL_NAME, NUM_DIGITS, NUM_SUMS
-from mnist_sum_keras.predict import images_from_bytes
+from mnist_sum_keras.frontend import images_from_bytes
 
 # Where TF Serving looks for warm-up requests inside a version folder.
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")

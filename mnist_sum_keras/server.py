@@ -28,7 +28,6 @@ from tensorflow.core.framework import types_pb2
 from mnist_sum_keras import contract
 from mnist_sum_keras.config import MODEL_NAME
 from mnist_sum_keras.export import latest_version
-from mnist_sum_keras.predict import error_text
 
 WEB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")
 # The page's files: nothing else on disk is ever served.
@@ -127,7 +126,7 @@ class Servable:
         try:
             outputs = {k: v.numpy() for k, v in function(**tensors).items()}
         except tf.errors.InvalidArgumentError as e:
-            raise RestError(HTTPStatus.BAD_REQUEST, error_text(e)) from None
+            raise RestError(HTTPStatus.BAD_REQUEST, contract.error_text(e)) from None
         if rows:
             count = len(next(iter(outputs.values())))
             return {"predictions": [{k: v[i].tolist() for k, v in outputs.items()}

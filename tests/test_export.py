@@ -77,7 +77,7 @@ def test_served_outputs_equal_keras_model(exported):
 
 
 def test_predict_image_equals_serving_default_on_the_preprocessed_images(exported):
-    from mnist_sum_keras.predict import preprocess
+    from mnist_sum_keras.frontend import preprocess
 
     model, _, path = exported
     images, _ = synthetic_digits(5)

@@ -1,7 +1,7 @@
 """The front end on photographed handwriting: paper, light, ruled lines, blanks.
 
 Pictures come from `bench.photos` (seeded renders of MNIST-like digits under
-each condition); the pieces of `mnist_sum_keras.predict` are checked on
+each condition); the pieces of `mnist_sum_keras.frontend` are checked on
 pictures whose right answer is known exactly.
 """
 
@@ -13,9 +13,8 @@ import tensorflow as tf
 
 from bench import photos
 from conftest import RELEASED, synthetic_digits
-from mnist_sum_keras import predict
 from mnist_sum_keras.config import DATA_ENV_VAR
-from mnist_sum_keras.predict import ImageError, preprocess
+from mnist_sum_keras.frontend import ImageError, kernels, preprocess, stages
 
 
 def _pool_by_hand(x, window, kind):
@@ -33,10 +32,10 @@ def _pool_by_hand(x, window, kind):
 def test_pooling_matches_a_window_by_hand_fixed_or_traced(window, kind):
     x = np.random.default_rng(0).uniform(size=(13, 17)).astype(np.float32)
     expected = _pool_by_hand(x, window, kind)
-    np.testing.assert_allclose(predict._pool(tf.constant(x), window, kind), expected,
+    np.testing.assert_allclose(kernels.pool(tf.constant(x), window, kind), expected,
                                atol=1e-5)
     # The same with the window as a tensor (as the paper's, set by the picture's size).
-    np.testing.assert_allclose(predict._pool(tf.constant(x), tf.constant(window), kind),
+    np.testing.assert_allclose(kernels.pool(tf.constant(x), tf.constant(window), kind),
                                expected, atol=1e-5)
 
 
@@ -47,14 +46,14 @@ def test_pooling_matches_a_window_by_hand_fixed_or_traced(window, kind):
 def test_paper_follows_light_and_a_shadow_edge_but_not_strokes(paper):
     ys, xs = np.mgrid[0:90, 0:120].astype(np.float32)
     paper = paper(ys, xs).astype(np.float32)
-    alone = predict._paper(tf.constant(paper)).numpy()
+    alone = stages.paper_level(tf.constant(paper)).numpy()
     # Exact but along a sharp edge (a pixel or two darker there), and never
     # brighter than the paper, which would read as ink.
     assert np.mean(np.isclose(alone, paper, rtol=1e-4)) > 0.97
     assert (alone <= paper * (1 + 1e-4)).all()
     picture = paper.copy()
     picture[20:70, 40:46] *= 0.2                                        # a stroke of ink
-    estimate = predict._paper(tf.constant(picture)).numpy()
+    estimate = stages.paper_level(tf.constant(picture)).numpy()
     # Under the stroke, near the paper it hides, far from the ink (0.2 of it).
     under, hidden = estimate[20:70, 40:46], paper[20:70, 40:46]
     assert (under >= 0.75 * hidden).all() and (under <= hidden * (1 + 1e-4)).all()
@@ -65,7 +64,7 @@ def test_components_are_labelled_apart():
     mask[1:4, 1:4] = True       # a square
     mask[6:11, 2] = True        # a bar, apart from it
     mask[8, 3:9] = True         # joined to the bar
-    labels = predict._components(tf.constant(mask)).numpy()
+    labels = kernels.components(tf.constant(mask)).numpy()
     assert (labels[~mask] == 0).all()
     assert len(np.unique(labels[mask])) == 2
     assert labels[1, 1] != labels[6, 2] == labels[8, 8]
@@ -77,7 +76,7 @@ def test_ruled_lines_are_dropped_but_a_stroke_across_them_stays():
     mask[90, np.arange(160)] = True
     mask[np.clip(90 + (np.arange(160) * 0.1).astype(int), 0, 119), np.arange(160)] = True
     mask[20:100, 70:76] = True                            # a thick stroke across them
-    lines = predict._ruled_lines(tf.constant(mask)).numpy()
+    lines = stages.ruled_lines(tf.constant(mask)).numpy()
     assert lines[30, :60].all() and lines[60, 100:].all()
     assert not lines[20:100, 70:76].any()                 # the stroke is whole
     assert not (lines & ~mask).any()
@@ -86,8 +85,8 @@ def test_ruled_lines_are_dropped_but_a_stroke_across_them_stays():
 def test_light_ink_on_a_dark_ground_is_told_from_pen_on_paper():
     images, _ = synthetic_digits(1)                       # a light bar on a dark ground
     gray = tf.constant(images[0].astype(np.float32))
-    assert not predict._dark_ink_on_light_paper(gray)
-    assert predict._dark_ink_on_light_paper(255.0 - gray)
+    assert not stages.dark_ink_on_light_paper(gray)
+    assert stages.dark_ink_on_light_paper(255.0 - gray)
 
 
 @pytest.fixture(scope="module")

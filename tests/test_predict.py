@@ -18,7 +18,8 @@ from conftest import RELEASE, ROOT, assert_refuses_bad_files, call_main, png_cla
 from mnist_sum_keras.config import DATA_ENV_VAR
 from mnist_sum_keras.contract import check_images, check_numbers
 from mnist_sum_keras.data import load_mnist
-from mnist_sum_keras.predict import ImageError, load_image, predict_digits, preprocess, to_mnist
+from mnist_sum_keras.frontend import ImageError, load_image, preprocess, to_mnist
+from mnist_sum_keras.predict import predict_digits
 
 
 def _drawing(size, box, ink, paper, mode="L", shape="ellipse"):

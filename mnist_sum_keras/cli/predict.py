@@ -45,8 +45,9 @@ def main(argv=None):
         return 2
 
     from mnist_sum_keras.export import latest_version
+    from mnist_sum_keras.frontend import load_image
     from mnist_sum_keras.loading import load_any_model
-    from mnist_sum_keras.predict import load_image, predict_digits
+    from mnist_sum_keras.predict import predict_digits
 
     try:
         images = [load_image(path) for path in args.images]

@@ -1,0 +1,321 @@
+"""The front end's stages: gray levels -> ink on flat paper -> the digit -> MNIST's box."""
+
+import tensorflow as tf
+
+from mnist_sum_keras import contract
+from mnist_sum_keras.config import IMAGE_SHAPE
+from mnist_sum_keras.frontend import decode, kernels
+
+# MNIST fits each digit's longer side into 20 px and centres its mass in 28x28.
+DIGIT_BOX = 20
+# Pictures are read at most this many pixels on their longer side: a phone's
+# 12 MP photo is shrunk (averaging, which also cuts its sensor noise) before
+# any other work. Smaller pictures are read as they are.
+WORK_SIZE = 384
+# The skew of a picture's detail that tells dark marks on light ground from
+# light on dark (`dark_ink_on_light_paper`).
+CLEAR_SKEW = 1.0
+# A border whose median absolute deviation is at most this many grey levels is
+# clean (a drawing, a scan), not a photo's.
+CLEAN_BORDER = 2.0
+# The paper is estimated with a window a third of the picture's longer side,
+# and never narrower than this (in a small picture a stroke is a large share).
+MIN_PAPER_WINDOW = 15
+# Ink is what stands out from the paper by more than this many robust standard
+# deviations of the paper's own variation (noise, texture, JPEG) ...
+NOISE_SIGMAS = 5.0
+# ... and by more than this fraction of the strongest ink.
+INK_FLOOR = 0.1
+# Marks are grouped into objects on a grid of this many cells a side (nearby
+# strokes of one digit join); a ruled line is a thin mark at least this long and this share
+# of the width.
+COMPONENT_GRID = 64
+LINE_LENGTH = (0.6, 64)  # share of the width, and pixels
+LINE_SLOPES = (-0.18, -0.09, 0.0, 0.09, 0.18)
+# A digit is at least this share of the picture's shorter side, has at least as
+# many marked pixels as it is long, and holds at least this share of all the
+# ink in the picture; its strokes are solid (at least this share of its marked
+# pixels have all 8 neighbours marked: not a cloud of specks) and darker than
+# the paper by at least this fraction (what paper's texture and light never
+# are).
+MIN_DIGIT_SIZE = 0.08
+# A detached part of the digit is at least this share as dark as its main part
+# (what is left of a shadow's edge or a stain beside a digit is fainter).
+MIN_PART_DARKNESS = 0.5
+# Marks of the digit fainter than this share of its strokes' level are kept
+# only within 2 px of stronger ones (a stroke's soft edge, a pencil's grain).
+FAINT_INK = 0.35
+MIN_INK_SHARE = 0.3
+MIN_SOLID = 0.45
+MIN_DARKNESS = 0.2
+
+
+def working_gray(pixels):
+    """uint8 (h, w, c) -> float32 gray levels, shrunk to at most `WORK_SIZE` a side."""
+    gray = decode.gray_on_white(pixels)
+    size = tf.shape(gray)[:2]
+    longer = tf.reduce_max(size)
+    scaled = tf.maximum(1, tf.cast(tf.round(
+        tf.cast(size, tf.float32) * WORK_SIZE / tf.cast(longer, tf.float32)), tf.int32))
+    return tf.cond(longer > WORK_SIZE, lambda: kernels.resize(gray, scaled), lambda: gray)
+
+
+def dark_ink_on_light_paper(gray):
+    """True when the marks are darker than the ground (pen on paper), False when
+    lighter (chalk, a drawing on a black canvas, MNIST itself).
+
+    The skew of the picture's detail (the picture minus a blur of it) decides
+    when it is clear: sparse marks make one tail long, while light falling
+    off, shadows, texture and noise are about as much lighter as darker. When
+    it is not (bold marks filling the frame, no marks at all), a clean
+    picture's border is its ground (dark when its median is in the lower half
+    of the picture's range, as in MNIST); a noisy one (a photo) is taken to be
+    pen on paper.
+    """
+    size = tf.shape(gray)
+    window = tf.maximum(3, tf.reduce_max(size) // 8)
+    small = tf.maximum(1, size // window)
+    detail = gray - kernels.resize(kernels.resize(gray, small), size, "bilinear")
+    detail -= tf.reduce_mean(detail)
+    skew = tf.reduce_mean(detail ** 3) / tf.maximum(tf.reduce_mean(detail ** 2), 1e-6) ** 1.5
+    border = tf.concat([gray[0], gray[-1], gray[:, 0], gray[:, -1]], axis=0)
+    ground = kernels.median(border)
+    clean = kernels.median(tf.abs(border - ground)) <= CLEAN_BORDER
+    steady = kernels.pool(gray, 3, "mean")  # The range of the picture, not of its noise.
+    dark_ground = ground < 0.5 * (tf.reduce_min(steady) + tf.reduce_max(steady))
+    return tf.cond(tf.abs(skew) >= CLEAR_SKEW, lambda: skew < 0.0,
+                   lambda: tf.logical_not(clean & dark_ground))
+
+
+def paper_level(gray):
+    """The paper's brightness at every point of a dark-ink picture.
+
+    A grey-level closing (dilation then erosion) with a window a third of the
+    picture's longer side (at least `MIN_PAPER_WINDOW` pixels), wider than any
+    stroke, removes the strokes and keeps what is wider: light falling off
+    and the edges of shadows (each exactly, however sharp: a closing keeps
+    any change that runs one way through its window; where the two cross,
+    approximately) and large stains.
+    """
+    size = tf.shape(gray)
+    window = tf.maximum(tf.reduce_max(size) // 6 * 2 + 1, MIN_PAPER_WINDOW)
+    pad = tf.minimum(window // 2, size - 1)
+    extended = kernels.point_reflected(gray, pad)
+
+    def closing(x):
+        return kernels.pool(kernels.pool(x, window, "max"), window, "min")
+
+    # The lower of the closings of the picture and of its 3x3 mean: the first's
+    # maximum rides on the noise, the second smears a sharp shadow's edge by a
+    # pixel (which the first keeps).
+    closed = tf.minimum(closing(extended), closing(kernels.pool(extended, 3, "mean")))
+    return tf.maximum(closed[pad[0]:pad[0] + size[0], pad[1]:pad[1] + size[1]], 1.0)
+
+
+def flat_ink(pixels):
+    """Flat-fielded ink: 0 where the paper is, up to 1 for black ink, float (h, w).
+
+    Light ink on dark ground (a drawing on a black canvas, MNIST itself) is
+    inverted first, so that everything after sees pen on paper.
+    """
+    gray = working_gray(pixels)
+    gray = tf.where(dark_ink_on_light_paper(gray), gray, 255.0 - gray)
+    # Light falls on paper and ink alike: darkness is relative to the paper.
+    return tf.clip_by_value(1.0 - gray / paper_level(gray), 0.0, 1.0)
+
+
+def ruled_lines(mask):
+    """Thin marks that run straight across the frame (ruled paper, a table's edge):
+    bool (h, w). A digit's strokes are shorter, or thicker.
+
+    Looked for at half resolution, along a few slopes (a photo is rarely
+    level): a line is a run of marks covering 80% of a window `LINE_LENGTH`
+    long; its pixels are dropped where the marks are thin (gone after a
+    vertical erosion of 7 px), so a stroke that crosses it stays.
+    """
+    marks = tf.cast(mask, tf.float32)
+    half = tf.nn.max_pool2d(marks[None, ..., None], 2, 2, "SAME")[0, ..., 0]
+    width = tf.shape(half)[1]
+    length = tf.maximum(tf.cast(LINE_LENGTH[0] * tf.cast(width, tf.float32), tf.int32),
+                        LINE_LENGTH[1] // 2)
+    slopes = tf.constant(LINE_SLOPES)
+
+    def along_slope(i, lines):  # A loop, not unrolled: a graph of a fifth the size.
+        along = kernels.sheared(half, slopes[i])
+        # Centres of windows mostly on a mark, then every marked pixel of such a window.
+        centres = kernels.window_sum(along, length) >= 0.8 * tf.cast(length, tf.float32)
+        covered = tf.cast(kernels.window_sum(tf.cast(centres, tf.float32), length) > 0,
+                          tf.float32) * along
+        return i + 1, tf.maximum(lines, kernels.sheared(covered, -slopes[i]))
+
+    _, lines = tf.while_loop(lambda i, _: i < len(LINE_SLOPES), along_slope,
+                             (0, tf.zeros_like(half)))
+    lines = kernels.resize(lines, tf.shape(mask), "nearest") > 0
+    thin = tf.logical_not(kernels.running(marks, 7, 0, "min") > 0)
+    return lines & thin & mask
+
+
+def find_digit(ink, mask):
+    """The marks that make the digit: bool (h, w), and the check that refuses a blank.
+
+    Marks are grouped into objects on a grid of at most `COMPONENT_GRID`
+    cells a side, where nearby strokes of one digit join. The digit is the
+    object with the most ink, favouring the middle of the frame over its
+    border (a shadow's edge, the table), together with the objects whose
+    centres fall inside its box and that are about as dark (a detached stroke
+    of a 5, not what is left of a shadow's edge beside it). A picture is
+    refused when that digit is tiny, or holds too little of the picture's ink
+    (noise, texture: nothing stands out).
+    """
+    size = tf.shape(ink)
+    grid = (COMPONENT_GRID, COMPONENT_GRID)
+    coarse_ink = kernels.resize(tf.where(mask, ink, 0.0), grid)
+    coarse = kernels.resize(tf.cast(mask, tf.float32), grid) > 0
+    labels = kernels.components(kernels.pool(tf.cast(coarse, tf.float32), 3, "max") > 0)
+    names, index = tf.unique(tf.reshape(labels, [-1]))
+    count = tf.size(names)
+    ys, xs = tf.meshgrid(tf.range(COMPONENT_GRID), tf.range(COMPONENT_GRID), indexing="ij")
+    ys = tf.cast(tf.reshape(ys, [-1]), tf.float32)
+    xs = tf.cast(tf.reshape(xs, [-1]), tf.float32)
+    weights = tf.reshape(coarse_ink, [-1])
+
+    def total(values):
+        return tf.math.unsorted_segment_sum(values, index, count)
+
+    mass = total(weights)
+    # How dark each object's marks are on average (its ink over its marked area).
+    darkness = mass / tf.maximum(total(tf.reshape(kernels.resize(tf.cast(mask, tf.float32), grid),
+                                                  [-1])), 1e-9)
+    centre_y = total(ys * weights) / tf.maximum(mass, 1e-9)
+    centre_x = total(xs * weights) / tf.maximum(mass, 1e-9)
+    top = tf.math.unsorted_segment_min(ys, index, count)
+    bottom = tf.math.unsorted_segment_max(ys, index, count)
+    left = tf.math.unsorted_segment_min(xs, index, count)
+    right = tf.math.unsorted_segment_max(xs, index, count)
+    rows = cols = float(COMPONENT_GRID)
+    marked = tf.logical_and(tf.not_equal(names, 0.0), mass > 0)
+    border = (top <= 0) | (left <= 0) | (bottom >= rows - 1) | (right >= cols - 1)
+    off_centre = (tf.square((centre_y + 0.5) / rows - 0.5)
+                  + tf.square((centre_x + 0.5) / cols - 0.5))
+    score = mass * tf.exp(-2.0 * off_centre) * tf.where(border, 0.25, 1.0)
+    best = tf.argmax(tf.where(marked, score, -1.0))
+    margin_y = 0.2 * (bottom[best] - top[best] + 1)
+    margin_x = 0.2 * (right[best] - left[best] + 1)
+    inside = (marked & (darkness >= MIN_PART_DARKNESS * darkness[best])
+              & (centre_y >= top[best] - margin_y)
+              & (centre_y <= bottom[best] + margin_y)
+              & (centre_x >= left[best] - margin_x) & (centre_x <= right[best] + margin_x))
+    chosen = tf.cast(tf.reshape(tf.gather(inside, index), grid), tf.float32)
+    # Back to the picture's pixels: the marks in the chosen cells.
+    cells = kernels.resize(chosen, size, "nearest") > 0
+    digit = tf.logical_and(cells, mask)
+
+    share = (tf.reduce_sum(tf.where(inside, mass, 0.0))
+             / tf.maximum(tf.reduce_sum(tf.where(marked, mass, 0.0)), 1e-9))
+    def span(marked):  # From the first marked row (or column) to the last; 0 if none.
+        at = tf.cast(tf.where(marked)[:, 0], tf.float32)
+        return tf.reduce_max(tf.concat([at + 1.0, [0.0]], 0)) - tf.reduce_min(
+            tf.concat([at, [0.0]], 0)) * tf.cast(tf.size(at) > 0, tf.float32)
+
+    extent = tf.maximum(span(tf.reduce_any(digit, axis=1)), span(tf.reduce_any(digit, axis=0)))
+    relative = extent / tf.reduce_min(tf.cast(size, tf.float32))
+    pixels = tf.reduce_sum(tf.cast(digit, tf.float32))
+    found = ((share >= MIN_INK_SHARE) & (relative >= MIN_DIGIT_SIZE) & (pixels >= extent))
+    check = tf.debugging.Assert(found, [contract.refusal(
+        contract.BLANK_RULE, "the likeliest digit holds"), share,
+        "of the ink and spans", relative, "of the shorter side"])
+    return digit, check
+
+
+def mnist_box(ink):
+    """A white-on-black picture of the digit alone (float 0..255) -> MNIST's layout.
+
+    Cropped to the digit (ink above 10% of the strongest), longer side scaled
+    to 20 px keeping the aspect ratio (Lanczos, antialiased), pasted into 28x28
+    with its centre of mass at the centre.
+    """
+    peak = tf.reduce_max(ink)
+    rows = tf.where(tf.reduce_max(ink, axis=1) > 0.1 * peak)[:, 0]
+    cols = tf.where(tf.reduce_max(ink, axis=0) > 0.1 * peak)[:, 0]
+    crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+
+    size = tf.cast(tf.shape(crop), tf.float32)
+    scale = DIGIT_BOX / tf.reduce_max(size)
+    new_size = tf.maximum(1, tf.cast(tf.round(size * scale), tf.int32))
+    small = tf.image.resize(crop[..., None], new_size, method="lanczos3",
+                            antialias=True)[..., 0]
+    small = tf.clip_by_value(small, 0.0, 255.0)
+
+    total = tf.reduce_sum(small)
+    ys = tf.cast(tf.range(new_size[0]), tf.float32)[:, None]
+    xs = tf.cast(tf.range(new_size[1]), tf.float32)[None, :]
+    centre = tf.stack([tf.reduce_sum(ys * small), tf.reduce_sum(xs * small)]) / total
+    room = tf.constant(IMAGE_SHAPE) - new_size
+    top_left = tf.clip_by_value(
+        tf.cast(tf.round(tf.constant(IMAGE_SHAPE, tf.float32) / 2 - centre), tf.int32),
+        0, room)
+    out = tf.pad(small, tf.stack([top_left, room - top_left], axis=1))
+    out = tf.cast(tf.round(out), tf.uint8)
+    out.set_shape(IMAGE_SHAPE)
+    return out
+
+
+# Plain TensorFlow ops with explicit tf.cond / tf.while_loop: autograph has nothing
+# to convert, and skipping it halves the time to trace the front end (every export).
+@tf.autograph.experimental.do_not_convert
+def to_mnist(pixels):
+    """Finds the digit in any picture of one and draws it as MNIST would: 28x28 uint8.
+
+    As a careful person would: grayscale (transparent pixels count as paper);
+    shrunk to at most `WORK_SIZE` a side; light ink on a dark ground inverted
+    to pen on paper; the paper's brightness estimated at every point and
+    divided out (uneven light, shadows); ink is what stands out from the paper
+    by more than its noise (`NOISE_SIGMAS`) and a tenth of the strongest ink,
+    everything else exactly 0; thin lines across the frame (ruled paper)
+    dropped; the digit is the most inked object away from the border, with
+    its detached parts (`find_digit`), less faint smudges beyond 2 px of its strokes
+    (`FAINT_INK`); then MNIST's layout (`mnist_box`). A clean
+    picture (even paper, no noise) gives what cropping its ink directly
+    gives. Result: a white digit on black, 0..255.
+
+    Args:
+        pixels: uint8 tensor (height, width, channels), 1 to 4 channels.
+
+    Raises:
+        tf.errors.InvalidArgumentError: the picture is blank: nothing in it
+            stands out as a digit (blank paper, noise, texture).
+    """
+    ink = flat_ink(pixels)
+    smooth = kernels.pool(ink, 3, "mean")
+    # The paper's level and noise, from the pixels themselves: ink is a minority
+    # of them even in a digit that fills its frame (a blur would spread it).
+    paper = kernels.fraction_quantile(ink, 0.5)
+    # Taken as the noise of the 3x3 mean too: a photo's noise is mostly not
+    # independent from pixel to pixel (JPEG, grain), and a mean hardly lowers it.
+    spread = 1.4826 * kernels.fraction_quantile(tf.abs(ink - paper), 0.5)
+    strongest = tf.reduce_max(smooth)
+    threshold = paper + tf.maximum(NOISE_SIGMAS * spread, INK_FLOOR * (strongest - paper))
+    mask = smooth > tf.maximum(threshold, paper + 1e-3)
+    mask = tf.logical_and(mask, tf.logical_not(ruled_lines(mask)))
+    digit, check = find_digit(ink, mask)
+    # With its anti-aliased edge (a ring of one pixel), less the paper's level.
+    keep = kernels.pool(tf.cast(digit, tf.float32), 3, "max") > 0
+    marks = tf.where(keep, tf.maximum(ink - paper, 0.0), 0.0)
+    strokes = tf.sort(tf.boolean_mask(marks, digit))
+    count = tf.size(strokes)
+    # The strokes' level becomes 255: their darkest pixel, less what the paper's
+    # noise can add to one pixel (nothing in a clean picture), but never below
+    # the 99th percentile.
+    level = tf.cond(count > 0, lambda: tf.maximum(kernels.percentile(strokes, 99),
+                                                  strokes[-1] - 12.0 * spread), lambda: 0.0)
+    solid = tf.reduce_sum(tf.cast(kernels.pool(tf.cast(digit, tf.float32), 2, "min") > 0,
+                                  tf.float32)) / tf.maximum(tf.cast(count, tf.float32), 1.0)
+    inked = tf.debugging.Assert((level >= MIN_DARKNESS) & (solid >= MIN_SOLID), [
+        contract.refusal(contract.BLANK_RULE, "strokes darker than the paper by"), level,
+        "and solid for", solid])
+    # Hysteresis: faint marks of the digit's object farther than 2 px from its
+    # strong strokes (what is left of a shadow's edge touching the digit) go.
+    strong = tf.logical_and(digit, marks >= FAINT_INK * level)
+    marks = tf.where(kernels.pool(tf.cast(strong, tf.float32), 5, "max") > 0, marks, 0.0)
+    with tf.control_dependencies([check, inked]):
+        return mnist_box(tf.minimum(marks * (255.0 / level), 255.0))
