@@ -21,9 +21,14 @@ CLEAN_BORDER = 2.0
 # The paper is estimated with a window a third of the picture's longer side,
 # and never narrower than this (in a small picture a stroke is a large share).
 MIN_PAPER_WINDOW = 15
+# The paper's texture is followed over a window this wide (px of the working
+# picture): wider than a pen's stroke, narrower than the paper's blotches.
+TEXTURE_WINDOW = 21
 # Ink is what stands out from the paper by more than this many robust standard
-# deviations of the paper's own variation (noise, texture, JPEG) ...
+# deviations of the paper's own variation (noise, texture, JPEG), measured at a
+# pixel's scale and at a stroke's (1/STROKE_SCALE of the picture's longer side) ...
 NOISE_SIGMAS = 5.0
+STROKE_SCALE = 48
 # ... and by more than this fraction of the strongest ink.
 INK_FLOOR = 0.1
 # Marks are grouped into objects on a grid of this many cells a side (nearby
@@ -112,16 +117,49 @@ def paper_level(gray):
     return tf.maximum(closed[pad[0]:pad[0] + size[0], pad[1]:pad[1] + size[1]], 1.0)
 
 
+def paper_statistics(ink):
+    """The paper's level and noise in an ink map: `(level, spread)`, float scalars.
+
+    The median and the robust standard deviation (1.4826 x the median absolute
+    deviation) of all the picture's values, or of its border's alone, whichever
+    is lower: ink is a minority of the pixels in a photo, but may be most of a
+    tight crop, whose border is still mostly paper.
+    """
+    def statistics(values):
+        level = kernels.signed_quantile(values, 0.5)
+        return level, 1.4826 * kernels.signed_quantile(tf.abs(values - level), 0.5)
+
+    border = tf.concat([ink[0], ink[-1], ink[:, 0], ink[:, -1]], axis=0)
+    (level, spread), (border_level, border_spread) = statistics(ink), statistics(border)
+    return tf.minimum(level, border_level), tf.minimum(spread, border_spread)
+
+
 def flat_ink(pixels):
-    """Flat-fielded ink: 0 where the paper is, up to 1 for black ink, float (h, w).
+    """Flat-fielded ink: about 0 where the paper is, up to 1 for black ink, float
+    (h, w); the paper's noise keeps its sign (values below 0 are paper lighter
+    than its surroundings).
 
     Light ink on dark ground (a drawing on a black canvas, MNIST itself) is
-    inverted first, so that everything after sees pen on paper.
+    inverted first, so that everything after sees pen on paper. Darkness is
+    relative to the paper: first to its upper envelope (`paper_level`: light
+    falling off, shadows), then to the local mean of the paper's own pixels
+    over `TEXTURE_WINDOW` (the paper's texture and blotches, which an envelope
+    rides over), twice, each time leaving out what stands out as ink.
     """
     gray = working_gray(pixels)
     gray = tf.where(dark_ink_on_light_paper(gray), gray, 255.0 - gray)
-    # Light falls on paper and ink alike: darkness is relative to the paper.
-    return tf.clip_by_value(1.0 - gray / paper_level(gray), 0.0, 1.0)
+    ratio = gray / paper_level(gray)
+    ink = 1.0 - ratio
+    area = float(TEXTURE_WINDOW * TEXTURE_WINDOW)
+    for _ in range(2):
+        level, spread = paper_statistics(ink)
+        paper = tf.cast(ink < level + 2.0 * spread, tf.float32)
+        count = kernels.pool(paper, TEXTURE_WINDOW, "sum")
+        local = kernels.pool(ratio * paper, TEXTURE_WINDOW, "sum") / tf.maximum(count, 1.0)
+        # Inside a stroke wider than the window: the picture's paper as a whole.
+        texture = tf.where(count >= 0.1 * area, local, 1.0 - level)
+        ink = 1.0 - ratio / tf.maximum(texture, 1e-3)
+    return ink
 
 
 def ruled_lines(mask):
@@ -153,6 +191,25 @@ def ruled_lines(mask):
     lines = kernels.resize(lines, tf.shape(mask), "nearest") > 0
     thin = tf.logical_not(kernels.running(marks, 7, 0, "min") > 0)
     return lines & thin & mask
+
+
+def standing_out(ink):
+    """Where ink stands out from the paper's own noise, at a pixel's scale (3x3)
+    or a stroke's (a window 1/`STROKE_SCALE` of the longer side, where a faint
+    stroke's many weak pixels add up and noise averages out): bool (h, w).
+
+    At each scale, by more than `NOISE_SIGMAS` robust standard deviations of
+    that scale's own map and `INK_FLOOR` of its strongest ink.
+    """
+    wide = tf.maximum(3, tf.reduce_max(tf.shape(ink)) // STROKE_SCALE)
+    mask = tf.zeros_like(ink, tf.bool)
+    for window in (3, wide):
+        smooth = kernels.pool(ink, window, "mean")
+        level, spread = paper_statistics(smooth)
+        strongest = tf.reduce_max(smooth)
+        threshold = level + tf.maximum(NOISE_SIGMAS * spread, INK_FLOOR * (strongest - level))
+        mask |= smooth > tf.maximum(threshold, level + 1e-3)
+    return mask
 
 
 def find_digit(ink, mask):
@@ -286,16 +343,8 @@ def to_mnist(pixels):
             stands out as a digit (blank paper, noise, texture).
     """
     ink = flat_ink(pixels)
-    smooth = kernels.pool(ink, 3, "mean")
-    # The paper's level and noise, from the pixels themselves: ink is a minority
-    # of them even in a digit that fills its frame (a blur would spread it).
-    paper = kernels.fraction_quantile(ink, 0.5)
-    # Taken as the noise of the 3x3 mean too: a photo's noise is mostly not
-    # independent from pixel to pixel (JPEG, grain), and a mean hardly lowers it.
-    spread = 1.4826 * kernels.fraction_quantile(tf.abs(ink - paper), 0.5)
-    strongest = tf.reduce_max(smooth)
-    threshold = paper + tf.maximum(NOISE_SIGMAS * spread, INK_FLOOR * (strongest - paper))
-    mask = smooth > tf.maximum(threshold, paper + 1e-3)
+    paper, spread = paper_statistics(ink)
+    mask = standing_out(ink)
     mask = tf.logical_and(mask, tf.logical_not(ruled_lines(mask)))
     digit, check = find_digit(ink, mask)
     # With its anti-aliased edge (a ring of one pixel), less the paper's level.
