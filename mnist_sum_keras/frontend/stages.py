@@ -29,6 +29,14 @@ TEXTURE_WINDOW = 21
 # pixel's scale and at a stroke's (1/STROKE_SCALE of the picture's longer side) ...
 NOISE_SIGMAS = 5.0
 STROKE_SCALE = 48
+# A table beyond the sheet's edge: looked for within this share of the frame
+# from each side, as a step from dark to light of at least this share of the
+# light, lined up along at least this share of the side, with what lies
+# beyond darker than this share of the sheet just inside.
+TABLE_REACH = 0.5
+TABLE_STEP = 0.15
+TABLE_COVERAGE = 0.5
+TABLE_DARKER = 0.85
 # ... and by more than this fraction of the strongest ink.
 INK_FLOOR = 0.1
 # Marks are grouped into objects on a grid of this many cells a side (nearby
@@ -148,18 +156,32 @@ def flat_ink(pixels):
     """
     gray = working_gray(pixels)
     gray = tf.where(dark_ink_on_light_paper(gray), gray, 255.0 - gray)
+    table = beyond_the_sheet(gray)
     ratio = gray / paper_level(gray)
     ink = 1.0 - ratio
-    area = float(TEXTURE_WINDOW * TEXTURE_WINDOW)
-    for _ in range(2):
-        level, spread = paper_statistics(ink)
-        paper = tf.cast(ink < level + 2.0 * spread, tf.float32)
-        count = kernels.pool(paper, TEXTURE_WINDOW, "sum")
-        local = kernels.pool(ratio * paper, TEXTURE_WINDOW, "sum") / tf.maximum(count, 1.0)
-        # Inside a stroke wider than the window: the picture's paper as a whole.
-        texture = tf.where(count >= 0.1 * area, local, 1.0 - level)
+    sheet = tf.cast(tf.logical_not(table), tf.float32)
+    for generous in (True, False):
+        # Paper is what is not ink on a 3x3 mean (a thin stroke) nor on a 5x5 one
+        # (a dim photo's noise splits a stroke's pixels).
+        paper = sheet
+        for window in (3, 5):
+            smooth = kernels.pool(ink, window, "mean")
+            level, spread = paper_statistics(smooth)
+            # First leaving out only clear ink (the envelope may be well off the
+            # paper in places), then what stands out from the paper's noise.
+            strong = tf.reduce_max(smooth)
+            margin = 3.0 * spread
+            if generous:
+                margin = tf.maximum(margin, 0.3 * (strong - level))
+            paper *= tf.cast(smooth < level + margin, tf.float32)
+        texture = tf.fill(tf.shape(ink), 1.0 - level)
+        # Where a window holds too little paper (inside a wide stroke), a wider one.
+        for window in (4 * TEXTURE_WINDOW, TEXTURE_WINDOW):
+            count = kernels.pool(paper, window, "sum")
+            local = kernels.pool(ratio * paper, window, "sum") / tf.maximum(count, 1.0)
+            texture = tf.where(count >= 0.1 * window * window, local, texture)
         ink = 1.0 - ratio / tf.maximum(texture, 1e-3)
-    return ink
+    return tf.where(table, 0.0, ink), table
 
 
 def ruled_lines(mask):
@@ -210,6 +232,65 @@ def standing_out(ink):
         threshold = level + tf.maximum(NOISE_SIGMAS * spread, INK_FLOOR * (strongest - level))
         mask |= smooth > tf.maximum(threshold, level + 1e-3)
     return mask
+
+
+def _table_along_left(gray):
+    """Where a darker surface lies beyond a straight edge of the sheet near the
+    left side of the frame: bool (h, w).
+
+    Along each row, the sheet's edge is the strongest step from dark to light
+    (relative to the light) in the left `TABLE_REACH` of the row. A table is
+    there when those steps line up (a least-squares line, refitted on the rows
+    within 3 px of it) along at least `TABLE_COVERAGE` of the rows, and when
+    what lies beyond that line is darker than the sheet just inside it along
+    almost all of them (not the paper beside a stroke).
+    """
+    size = tf.shape(gray)
+    g = kernels.pool(gray, 3, "mean")
+    reach = tf.maximum(4, tf.cast(TABLE_REACH * tf.cast(size[1], tf.float32), tf.int32))
+    ahead = tf.concat([g[:, 2:], tf.repeat(g[:, -1:], 2, axis=1)], axis=1)
+    behind = tf.concat([tf.repeat(g[:, :1], 2, axis=1), g[:, :-2]], axis=1)
+    step = (ahead - behind) / tf.maximum(ahead, 1.0)
+    step = step[:, :reach]
+    position = tf.cast(tf.argmax(step, axis=1), tf.float32)
+    strong = tf.cast(tf.reduce_max(step, axis=1) >= TABLE_STEP, tf.float32)
+    rows = tf.cast(tf.range(size[0]), tf.float32)
+    weight = strong
+    for _ in range(3):
+        n = tf.maximum(tf.reduce_sum(weight), 1.0)
+        mean_r = tf.reduce_sum(weight * rows) / n
+        mean_p = tf.reduce_sum(weight * position) / n
+        var = tf.reduce_sum(weight * tf.square(rows - mean_r))
+        slope = tf.reduce_sum(weight * (rows - mean_r) * (position - mean_p)) / tf.maximum(
+            var, 1e-6)
+        line = mean_p + slope * (rows - mean_r)
+        weight = strong * tf.cast(tf.abs(position - line) <= 3.0, tf.float32)
+    coverage = tf.reduce_mean(weight)
+    columns = tf.cast(tf.range(size[1]), tf.float32)[None, :]
+    beyond = columns < line[:, None] - 1.0
+    # The sheet just inside the edge, row by row, against what lies beyond it.
+    inside_at = tf.clip_by_value(tf.cast(line + 5.0, tf.int32), 0, size[1] - 1)
+    sheet = tf.gather(g, inside_at[:, None], batch_dims=1)
+    darker = tf.cast(g < TABLE_DARKER * sheet, tf.float32)
+    beyond_f = tf.cast(beyond, tf.float32) * weight[:, None]
+    dark_share = tf.reduce_sum(darker * beyond_f) / tf.maximum(tf.reduce_sum(beyond_f), 1.0)
+    found = (coverage >= TABLE_COVERAGE) & (dark_share >= 0.9) & (
+        tf.reduce_sum(beyond_f) > 0)
+    # The band and its blurred edge.
+    return tf.logical_and(found, columns < line[:, None] + 2.0)
+
+
+def beyond_the_sheet(gray):
+    """A table or background beyond the sheet's straight edges, along any side of
+    the frame (`_table_along_left`, turned to each side): bool (h, w)."""
+    def flip(x):
+        return x[:, ::-1]
+
+    out = _table_along_left(gray)
+    out |= flip(_table_along_left(flip(gray)))
+    out |= tf.transpose(_table_along_left(tf.transpose(gray)))
+    out |= tf.transpose(flip(_table_along_left(flip(tf.transpose(gray)))))
+    return out
 
 
 def find_digit(ink, mask):
@@ -342,9 +423,9 @@ def to_mnist(pixels):
         tf.errors.InvalidArgumentError: the picture is blank: nothing in it
             stands out as a digit (blank paper, noise, texture).
     """
-    ink = flat_ink(pixels)
+    ink, table = flat_ink(pixels)
     paper, spread = paper_statistics(ink)
-    mask = standing_out(ink)
+    mask = tf.logical_and(standing_out(ink), tf.logical_not(table))
     mask = tf.logical_and(mask, tf.logical_not(ruled_lines(mask)))
     digit, check = find_digit(ink, mask)
     # With its anti-aliased edge (a ring of one pixel), less the paper's level.
