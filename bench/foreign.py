@@ -12,9 +12,10 @@ two ways, and right digits and sums (number = index mod 10) are printed:
   lays out its digits (longest side 20 px, centre of mass at the centre: the
   front end's own last step, `frontend.stages.mnist_box`), read by `serving_default`.
   This compares weights.
-- "picture": the same counts as a 32x32 picture (bilinear, light ink on
-  black), through `predict_image`, as a user would send a small scan; what the
-  front end refuses counts as wrong and is reported.
+- "picture": the same counts as a picture through `predict_image`, as a user
+  would send a tight crop of a scan: 32x32 light ink on black, and 64x64 dark
+  ink on white (bilinear); what the front end refuses counts as wrong and is
+  reported.
 Needs scikit-learn (`pip install -e ".[bench]"`).
 """
 
@@ -56,8 +57,14 @@ def picture(image, side=PICTURE_SIDE):
     return buffer.getvalue()
 
 
+# The tight crops each digit is sent as: (name, side, dark ink on white).
+PICTURES = (("picture 32 px, light on black", PICTURE_SIDE, False),
+            ("picture 64 px, dark on white", 64, True))
+
+
 def score(path, digits, laid_out, pictures):
-    """`{reading: {"right", "sums", "refused", "count"}}` of one SavedModel."""
+    """`{reading: {"right", "sums", "refused", "count"}}` of one SavedModel;
+    `pictures`: `{name: [encoded bytes]}` (`PICTURES`)."""
     import tensorflow as tf
 
     from bench.photos import read
@@ -70,9 +77,10 @@ def score(path, digits, laid_out, pictures):
     rows = {"MNIST's layout": {
         "right": int(right.sum()), "sums": int((out["sum"].numpy() == digits + numbers).sum()),
         "refused": 0, "count": len(digits)}}
-    predicted, _, refused = read(loaded.signatures["predict_image"], pictures, numbers)
-    rows["picture"] = {"right": int(((predicted == digits) & ~refused).sum()), "sums": None,
-                       "refused": int(refused.sum()), "count": len(digits)}
+    for name, crops in pictures.items():
+        predicted, _, refused = read(loaded.signatures["predict_image"], crops, numbers)
+        rows[name] = {"right": int(((predicted == digits) & ~refused).sum()), "sums": None,
+                      "refused": int(refused.sum()), "count": len(digits)}
     return rows
 
 
@@ -83,7 +91,8 @@ def main(argv=None):
         return 2
     digits, images = uci_digits()
     laid_out = mnist_layout(images)
-    pictures = [picture(image) for image in images]
+    pictures = {name: [picture(255 - image if dark else image, side) for image in images]
+                for name, side, dark in PICTURES}
     for path in paths:
         for name, r in score(path, digits, laid_out, pictures).items():
             sums = f", sum {r['sums']}" if r["sums"] is not None else ""

@@ -38,6 +38,18 @@ IMAGE_BYTES_FORMAT_RULE = ("image_bytes must be " + ", ".join(IMAGE_FORMATS[:-1]
 IMAGE_BYTES_SIZE_RULE = (f"image_bytes must decode to at most {MAX_IMAGE_PIXELS:,} pixels "
                          "(checked on the header, before decoding)")
 BLANK_RULE = "the image is blank: no digit stands out from the background"
+# The figures a no-digit refusal carries (the front end's `to_mnist`), and what a
+# person is told instead of them (`no_digit_words`; the page's app.js says the
+# same): nothing stood out, what did is tiny, or nothing looks like a digit.
+BLANK_FIGURES = ("the likeliest mark looks like a digit with probability", "and spans",
+                 "of the shorter side")
+SMALL_MARK = 0.1
+NO_DIGIT_WORDS = {
+    "blank": "No digit found: the picture looks blank.",
+    "small": "No digit found: what stands out is too small in the frame "
+             "(move closer, or crop the picture to the digit).",
+    "unlike": "No digit found: nothing in the picture looks like a digit.",
+}
 # Inputs whose every value must be an integer in 0..maximum: (maximum, rule).
 VALUE_RULES = {"image": (MAX_PIXEL, IMAGE_VALUE_RULE),
                "number": (NUM_DIGITS - 1, NUMBER_VALUE_RULE)}
@@ -128,6 +140,19 @@ def error_text(error):
                           lambda m: m[1] if m[1].endswith("=") else m[1] + " ", text)
     return next((line for line in lines if line and not line.startswith(noise)),
                 error.message)
+
+
+def no_digit_words(message):
+    """What to tell a person for a no-digit refusal (`BLANK_RULE` with its figures),
+    from `NO_DIGIT_WORDS`; None for any other message."""
+    figures = re.search(re.escape(BLANK_FIGURES[0]) + r" \[?([-+0-9.e]+)\]? "
+                        + re.escape(BLANK_FIGURES[1]) + r" \[?([-+0-9.e]+)\]?", message)
+    if BLANK_RULE not in message or figures is None:
+        return None
+    likelihood, extent = float(figures[1]), float(figures[2])
+    if likelihood == 0:   # Nothing stood out from the paper at all.
+        return NO_DIGIT_WORDS["blank"]
+    return NO_DIGIT_WORDS["small" if extent < SMALL_MARK else "unlike"]
 
 
 # --- Graph checks: the same rules inside TensorFlow graphs -------------------

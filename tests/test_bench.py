@@ -224,18 +224,19 @@ def test_photo_set_is_fixed_and_scored_through_predict_image(tmp_path):
     from bench import photos
     from conftest import synthetic_digits
     from mnist_sum_keras.export import export_saved_model
+    from mnist_sum_keras.frontend import synthetic
     from mnist_sum_keras.model import build_model
 
     images, labels = synthetic_digits(20, seed=4)
     first = photos.photo_set(images, labels, per_condition=1, blanks=1, seed=5)
     assert first == photos.photo_set(images, labels, per_condition=1, blanks=1, seed=5)
     sets, blanks = first
-    assert list(sets) == list(photos.CONDITIONS) and list(blanks) == list(photos.BLANKS)
+    assert list(sets) == list(synthetic.CONDITIONS) and list(blanks) == list(synthetic.BLANKS)
     model = build_model(dataclasses.replace(Config(), conv_filters=(4,), feature_units=8,
                                             sum_units=(8,)))
     path = export_saved_model(model, str(tmp_path / "mnist_sum"))
     rows, blank_rows = photos.score(path, sets, blanks)
-    assert set(rows) == set(photos.CONDITIONS)
+    assert set(rows) == set(synthetic.CONDITIONS)
     for row in rows.values():
         assert row["count"] == 1 and 0 <= row["right"] + row["refused"] <= 1
     # No digit in them: refused by the front end, whatever the model.
@@ -313,8 +314,11 @@ def test_foreign_digits_are_uci_and_read_both_ways(tmp_path):
     model = build_model(dataclasses.replace(Config(), conv_filters=(4,), feature_units=8,
                                             sum_units=(8,)))
     path = export_saved_model(model, str(tmp_path / "mnist_sum"))
-    pictures = [foreign.picture(image) for image in images[:12]]
+    pictures = {name: [foreign.picture(255 - image if dark else image, side)
+                       for image in images[:12]] for name, side, dark in foreign.PICTURES}
     result = foreign.score(path, digits[:12], laid_out, pictures)
-    layout, picture = result["MNIST's layout"], result["picture"]
-    assert layout["count"] == picture["count"] == 12 and layout["refused"] == 0
-    assert 0 <= layout["right"] <= 12 and 0 <= picture["right"] + picture["refused"] <= 12
+    layout = result["MNIST's layout"]
+    assert layout["count"] == 12 and layout["refused"] == 0 and 0 <= layout["right"] <= 12
+    for name, _, _ in foreign.PICTURES:
+        picture = result[name]
+        assert picture["count"] == 12 and 0 <= picture["right"] + picture["refused"] <= 12

@@ -69,7 +69,10 @@ def preprocess(image):
                              f"dtype={pixels.dtype}, shape={pixels.shape}")
         return _from_pixels(tf.constant(pixels)).numpy()
     except tf.errors.InvalidArgumentError as e:
-        raise ImageError(contract.error_text(e)) from None
+        text = contract.error_text(e)
+        words = contract.no_digit_words(text)
+        # A person reads the words first; the rule and its figures follow.
+        raise ImageError(f"{words} ({text})" if words else text) from None
 
 
 def load_image(path):

@@ -4,7 +4,7 @@ import tensorflow as tf
 
 from mnist_sum_keras import contract
 from mnist_sum_keras.config import IMAGE_SHAPE
-from mnist_sum_keras.frontend import decode, kernels
+from mnist_sum_keras.frontend import decode, kernels, verifier
 
 # MNIST fits each digit's longer side into 20 px and centres its mass in 28x28.
 DIGIT_BOX = 20
@@ -36,7 +36,7 @@ STROKE_SCALE = 48
 TABLE_REACH = 0.5
 TABLE_STEP = 0.15
 TABLE_COVERAGE = 0.5
-TABLE_DARKER = 0.85
+TABLE_DARKER = 0.6
 # ... and by more than this fraction of the strongest ink.
 INK_FLOOR = 0.1
 # Marks are grouped into objects on a grid of this many cells a side (nearby
@@ -45,22 +45,20 @@ INK_FLOOR = 0.1
 COMPONENT_GRID = 64
 LINE_LENGTH = (0.6, 64)  # share of the width, and pixels
 LINE_SLOPES = (-0.18, -0.09, 0.0, 0.09, 0.18)
-# A digit is at least this share of the picture's shorter side, has at least as
-# many marked pixels as it is long, and holds at least this share of all the
-# ink in the picture; its strokes are solid (at least this share of its marked
-# pixels have all 8 neighbours marked: not a cloud of specks) and darker than
-# the paper by at least this fraction (what paper's texture and light never
-# are).
-MIN_DIGIT_SIZE = 0.08
 # A detached part of the digit is at least this share as dark as its main part
 # (what is left of a shadow's edge or a stain beside a digit is fainter).
 MIN_PART_DARKNESS = 0.5
 # Marks of the digit fainter than this share of its strokes' level are kept
 # only within 2 px of stronger ones (a stroke's soft edge, a pencil's grain).
 FAINT_INK = 0.35
-MIN_INK_SHARE = 0.3
-MIN_SOLID = 0.45
-MIN_DARKNESS = 0.2
+# The front end draws this many candidates for the digit and the verifier
+# (`verifier.py`) picks the one that looks most like a digit.
+CANDIDATES = 3
+# What describes a candidate besides its picture (the verifier's second input).
+FEATURES = ("share", "extent", "aspect", "fill", "solid", "darkness", "contact",
+            "sides touched", "off-centre")
+# A candidate is the digit when the verifier gives it at least this probability.
+DIGIT_LIKELY = 0.5
 
 
 def working_gray(pixels):
@@ -293,17 +291,20 @@ def beyond_the_sheet(gray):
     return out
 
 
-def find_digit(ink, mask):
-    """The marks that make the digit: bool (h, w), and the check that refuses a blank.
+def candidates(ink, mask):
+    """The `CANDIDATES` objects likeliest to be the digit, best first.
 
     Marks are grouped into objects on a grid of at most `COMPONENT_GRID`
-    cells a side, where nearby strokes of one digit join. The digit is the
-    object with the most ink, favouring the middle of the frame over its
-    border (a shadow's edge, the table), together with the objects whose
-    centres fall inside its box and that are about as dark (a detached stroke
-    of a 5, not what is left of a shadow's edge beside it). A picture is
-    refused when that digit is tiny, or holds too little of the picture's ink
-    (noise, texture: nothing stands out).
+    cells a side, where nearby strokes of one digit join. Objects are ranked
+    by their ink, favouring the middle of the frame over its border (a
+    shadow's edge, a table); each candidate is one object together with the
+    objects whose centres fall inside its box and that are about as dark (a
+    detached stroke of a 5, not what is left of a shadow's edge beside it).
+
+    Returns:
+        `(masks, share, valid)`: bool (k, h, w) marks of each candidate, the
+        share of the picture's marked ink each holds, and whether it exists
+        (a picture may hold fewer objects).
     """
     size = tf.shape(ink)
     grid = (COMPONENT_GRID, COMPONENT_GRID)
@@ -322,8 +323,8 @@ def find_digit(ink, mask):
 
     mass = total(weights)
     # How dark each object's marks are on average (its ink over its marked area).
-    darkness = mass / tf.maximum(total(tf.reshape(kernels.resize(tf.cast(mask, tf.float32), grid),
-                                                  [-1])), 1e-9)
+    marked_area = total(tf.reshape(kernels.resize(tf.cast(mask, tf.float32), grid), [-1]))
+    darkness = mass / tf.maximum(marked_area, 1e-9)
     centre_y = total(ys * weights) / tf.maximum(mass, 1e-9)
     centre_x = total(xs * weights) / tf.maximum(mass, 1e-9)
     top = tf.math.unsorted_segment_min(ys, index, count)
@@ -335,34 +336,92 @@ def find_digit(ink, mask):
     border = (top <= 0) | (left <= 0) | (bottom >= rows - 1) | (right >= cols - 1)
     off_centre = (tf.square((centre_y + 0.5) / rows - 0.5)
                   + tf.square((centre_x + 0.5) / cols - 0.5))
-    score = mass * tf.exp(-2.0 * off_centre) * tf.where(border, 0.25, 1.0)
-    best = tf.argmax(tf.where(marked, score, -1.0))
-    margin_y = 0.2 * (bottom[best] - top[best] + 1)
-    margin_x = 0.2 * (right[best] - left[best] + 1)
-    inside = (marked & (darkness >= MIN_PART_DARKNESS * darkness[best])
-              & (centre_y >= top[best] - margin_y)
-              & (centre_y <= bottom[best] + margin_y)
-              & (centre_x >= left[best] - margin_x) & (centre_x <= right[best] + margin_x))
-    chosen = tf.cast(tf.reshape(tf.gather(inside, index), grid), tf.float32)
+    score = tf.where(marked, mass * tf.exp(-2.0 * off_centre) * tf.where(border, 0.25, 1.0),
+                     -1.0)
+    padded = tf.concat([score, tf.fill([CANDIDATES], -1.0)], 0)
+    top_score, best = tf.math.top_k(padded, CANDIDATES)
+    valid = top_score > 0
+    best = tf.minimum(best, count - 1)
+
+    def pick(values):
+        return tf.gather(values, best)[:, None]
+
+    margin_y = 0.2 * (pick(bottom) - pick(top) + 1)
+    margin_x = 0.2 * (pick(right) - pick(left) + 1)
+    inside = (marked[None, :] & (darkness[None, :] >= MIN_PART_DARKNESS * pick(darkness))
+              & (centre_y[None, :] >= pick(top) - margin_y)
+              & (centre_y[None, :] <= pick(bottom) + margin_y)
+              & (centre_x[None, :] >= pick(left) - margin_x)
+              & (centre_x[None, :] <= pick(right) + margin_x)) & valid[:, None]
+    chosen = tf.cast(tf.reshape(tf.gather(inside, index, axis=1),
+                                [CANDIDATES, *grid]), tf.float32)
     # Back to the picture's pixels: the marks in the chosen cells.
-    cells = kernels.resize(chosen, size, "nearest") > 0
-    digit = tf.logical_and(cells, mask)
-
-    share = (tf.reduce_sum(tf.where(inside, mass, 0.0))
+    cells = tf.image.resize(chosen[..., None], size, method="nearest")[..., 0] > 0
+    masks = tf.logical_and(cells, mask[None])
+    share = (tf.reduce_sum(tf.where(inside, mass[None, :], 0.0), axis=1)
              / tf.maximum(tf.reduce_sum(tf.where(marked, mass, 0.0)), 1e-9))
-    def span(marked):  # From the first marked row (or column) to the last; 0 if none.
-        at = tf.cast(tf.where(marked)[:, 0], tf.float32)
-        return tf.reduce_max(tf.concat([at + 1.0, [0.0]], 0)) - tf.reduce_min(
-            tf.concat([at, [0.0]], 0)) * tf.cast(tf.size(at) > 0, tf.float32)
+    return masks, share, valid
 
-    extent = tf.maximum(span(tf.reduce_any(digit, axis=1)), span(tf.reduce_any(digit, axis=0)))
-    relative = extent / tf.reduce_min(tf.cast(size, tf.float32))
-    pixels = tf.reduce_sum(tf.cast(digit, tf.float32))
-    found = ((share >= MIN_INK_SHARE) & (relative >= MIN_DIGIT_SIZE) & (pixels >= extent))
-    check = tf.debugging.Assert(found, [contract.refusal(
-        contract.BLANK_RULE, "the likeliest digit holds"), share,
-        "of the ink and spans", relative, "of the shorter side"])
-    return digit, check
+
+def _span(marked):
+    """From the first True of a bool vector to the last, as float (first, last + 1);
+    (0, 0) if none."""
+    at = tf.cast(tf.where(marked)[:, 0], tf.float32)
+    some = tf.size(at) > 0
+    return (tf.where(some, tf.reduce_min(tf.concat([at, [0.0]], 0)), 0.0),
+            tf.where(some, tf.reduce_max(tf.concat([at + 1.0, [0.0]], 0)), 0.0))
+
+
+def draw(ink, paper, spread, digit):
+    """One candidate's marks drawn as MNIST would, and what describes them.
+
+    Returns:
+        `(image, features)`: uint8 (28, 28), and float (`len(FEATURES)`,)
+        in `FEATURES`' order (without the share, which `candidates` gives).
+    """
+    size = tf.cast(tf.shape(ink), tf.float32)
+    # With its anti-aliased edge (a ring of one pixel), less the paper's level.
+    keep = kernels.pool(tf.cast(digit, tf.float32), 3, "max") > 0
+    marks = tf.where(keep, tf.maximum(ink - paper, 0.0), 0.0)
+    strokes = tf.sort(tf.boolean_mask(marks, digit))
+    count = tf.size(strokes)
+    # The strokes' level becomes 255: their darkest pixel, less what the paper's
+    # noise can add to one pixel (nothing in a clean picture), but never below
+    # the 99th percentile.
+    level = tf.cond(count > 0, lambda: tf.maximum(kernels.percentile(strokes, 99),
+                                                  strokes[-1] - 12.0 * spread), lambda: 0.0)
+    pixels = tf.cast(count, tf.float32)
+    solid = tf.reduce_sum(tf.cast(kernels.pool(tf.cast(digit, tf.float32), 2, "min") > 0,
+                                  tf.float32)) / tf.maximum(pixels, 1.0)
+    # Hysteresis: faint marks of the digit's object farther than 2 px from its
+    # strong strokes (what is left of a shadow's edge touching the digit) go.
+    strong = tf.logical_and(digit, marks >= FAINT_INK * level)
+    marks = tf.where(kernels.pool(tf.cast(strong, tf.float32), 5, "max") > 0, marks, 0.0)
+    image = tf.cond(level > 0, lambda: mnist_box(tf.minimum(marks * (255.0 / tf.maximum(
+        level, 1e-6)), 255.0)), lambda: tf.zeros(IMAGE_SHAPE, tf.uint8))
+
+    top, bottom = _span(tf.reduce_any(digit, axis=1))
+    left, right = _span(tf.reduce_any(digit, axis=0))
+    height, width = bottom - top, right - left
+    shorter = tf.reduce_min(size)
+    # How much of each side of its box lies on the frame's edge (a table's band
+    # along its whole length, a tight crop's strokes at a few points).
+    edges = tf.stack([tf.reduce_sum(tf.cast(digit[0], tf.float32)) / tf.maximum(width, 1.0),
+                      tf.reduce_sum(tf.cast(digit[-1], tf.float32)) / tf.maximum(width, 1.0),
+                      tf.reduce_sum(tf.cast(digit[:, 0], tf.float32)) / tf.maximum(height, 1.0),
+                      tf.reduce_sum(tf.cast(digit[:, -1], tf.float32)) / tf.maximum(height, 1.0)])
+    centre = tf.stack([(top + bottom) / 2 / size[0] - 0.5, (left + right) / 2 / size[1] - 0.5])
+    features = tf.stack([
+        tf.maximum(height, width) / shorter,                       # extent
+        tf.math.log((height + 1.0) / (width + 1.0)),               # aspect
+        pixels / tf.maximum(height * width, 1.0),                  # fill
+        solid,
+        level,                                                     # darkness
+        tf.reduce_max(edges),                                      # contact
+        tf.reduce_sum(tf.cast(edges > 0, tf.float32)) / 4.0,       # sides touched
+        tf.sqrt(tf.reduce_sum(tf.square(centre))),                 # off-centre
+    ])
+    return image, features
 
 
 def mnist_box(ink):
@@ -398,6 +457,46 @@ def mnist_box(ink):
     return out
 
 
+def drawn_candidates(pixels):
+    """Every candidate for the digit in a picture, drawn as MNIST would.
+
+    Returns:
+        `(images, features, valid, masks)`: uint8 (k, 28, 28), float
+        (k, len(FEATURES)), bool (k,), and each candidate's marks, bool
+        (k, h, w) on the working picture (`working_gray`).
+    """
+    ink, table = flat_ink(pixels)
+    paper, spread = paper_statistics(ink)
+    mask = tf.logical_and(standing_out(ink), tf.logical_not(table))
+    mask = tf.logical_and(mask, tf.logical_not(ruled_lines(mask)))
+    masks, share, valid = candidates(ink, mask)
+    images, features = tf.map_fn(
+        lambda digit: draw(ink, paper, spread, digit), masks,
+        fn_output_signature=(tf.TensorSpec(IMAGE_SHAPE, tf.uint8),
+                             tf.TensorSpec([len(FEATURES) - 1], tf.float32)))
+    return images, tf.concat([share[:, None], features], 1), valid, masks
+
+
+def read_digit(pixels):
+    """The digit in a picture as MNIST would draw it, and whether there is one.
+
+    The candidates (`drawn_candidates`) are scored by the verifier; the digit
+    is the one likeliest to be a digit, and there is a digit when it is at
+    least `DIGIT_LIKELY`.
+
+    Returns:
+        `(image, found, likelihood, extent)`: uint8 (28, 28) (zeros when
+        nothing stands out), bool, and the chosen candidate's verifier
+        probability and size (a share of the picture's shorter side), for
+        the refusal's message.
+    """
+    images, features, valid, _ = drawn_candidates(pixels)
+    likely = tf.where(valid, verifier.score(images, features), 0.0)
+    best = tf.argmax(likely)
+    return (images[best], likely[best] >= DIGIT_LIKELY, likely[best],
+            features[best, FEATURES.index("extent")])
+
+
 # Plain TensorFlow ops with explicit tf.cond / tf.while_loop: autograph has nothing
 # to convert, and skipping it halves the time to trace the front end (every export).
 @tf.autograph.experimental.do_not_convert
@@ -406,13 +505,13 @@ def to_mnist(pixels):
 
     As a careful person would: grayscale (transparent pixels count as paper);
     shrunk to at most `WORK_SIZE` a side; light ink on a dark ground inverted
-    to pen on paper; the paper's brightness estimated at every point and
-    divided out (uneven light, shadows); ink is what stands out from the paper
-    by more than its noise (`NOISE_SIGMAS`) and a tenth of the strongest ink,
-    everything else exactly 0; thin lines across the frame (ruled paper)
-    dropped; the digit is the most inked object away from the border, with
-    its detached parts (`find_digit`), less faint smudges beyond 2 px of its strokes
-    (`FAINT_INK`); then MNIST's layout (`mnist_box`). A clean
+    to pen on paper; a table beyond the sheet's straight edge left out; the
+    paper's brightness (light, shadows) and texture estimated at every point
+    and divided out; ink is what stands out from the paper by more than its
+    noise (`NOISE_SIGMAS`) at a pixel's or a stroke's scale, everything else
+    exactly 0; thin lines across the frame (ruled paper) dropped; the
+    likeliest objects drawn in MNIST's layout (`drawn_candidates`), and the
+    one the verifier finds most like a digit kept (`read_digit`). A clean
     picture (even paper, no noise) gives what cropping its ink directly
     gives. Result: a white digit on black, 0..255.
 
@@ -420,32 +519,13 @@ def to_mnist(pixels):
         pixels: uint8 tensor (height, width, channels), 1 to 4 channels.
 
     Raises:
-        tf.errors.InvalidArgumentError: the picture is blank: nothing in it
-            stands out as a digit (blank paper, noise, texture).
+        tf.errors.InvalidArgumentError: no digit in the picture: nothing in
+            it stands out from the paper, or nothing that does looks like a
+            digit (blank paper, a table, noise, texture).
     """
-    ink, table = flat_ink(pixels)
-    paper, spread = paper_statistics(ink)
-    mask = tf.logical_and(standing_out(ink), tf.logical_not(table))
-    mask = tf.logical_and(mask, tf.logical_not(ruled_lines(mask)))
-    digit, check = find_digit(ink, mask)
-    # With its anti-aliased edge (a ring of one pixel), less the paper's level.
-    keep = kernels.pool(tf.cast(digit, tf.float32), 3, "max") > 0
-    marks = tf.where(keep, tf.maximum(ink - paper, 0.0), 0.0)
-    strokes = tf.sort(tf.boolean_mask(marks, digit))
-    count = tf.size(strokes)
-    # The strokes' level becomes 255: their darkest pixel, less what the paper's
-    # noise can add to one pixel (nothing in a clean picture), but never below
-    # the 99th percentile.
-    level = tf.cond(count > 0, lambda: tf.maximum(kernels.percentile(strokes, 99),
-                                                  strokes[-1] - 12.0 * spread), lambda: 0.0)
-    solid = tf.reduce_sum(tf.cast(kernels.pool(tf.cast(digit, tf.float32), 2, "min") > 0,
-                                  tf.float32)) / tf.maximum(tf.cast(count, tf.float32), 1.0)
-    inked = tf.debugging.Assert((level >= MIN_DARKNESS) & (solid >= MIN_SOLID), [
-        contract.refusal(contract.BLANK_RULE, "strokes darker than the paper by"), level,
-        "and solid for", solid])
-    # Hysteresis: faint marks of the digit's object farther than 2 px from its
-    # strong strokes (what is left of a shadow's edge touching the digit) go.
-    strong = tf.logical_and(digit, marks >= FAINT_INK * level)
-    marks = tf.where(kernels.pool(tf.cast(strong, tf.float32), 5, "max") > 0, marks, 0.0)
-    with tf.control_dependencies([check, inked]):
-        return mnist_box(tf.minimum(marks * (255.0 / level), 255.0))
+    image, found, likelihood, extent = read_digit(pixels)
+    check = tf.debugging.Assert(found, [
+        contract.refusal(contract.BLANK_RULE, contract.BLANK_FIGURES[0]), likelihood,
+        contract.BLANK_FIGURES[1], extent, contract.BLANK_FIGURES[2]])
+    with tf.control_dependencies([check]):
+        return tf.identity(image)

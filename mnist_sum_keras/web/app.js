@@ -125,6 +125,24 @@ function clearBars() {
   seenBox.hidden = true;
 }
 
+// What a person is told when no digit is found, from the figures the refusal
+// carries: the same words and bound as mnist_sum_keras.contract's NO_DIGIT_WORDS
+// and SMALL_MARK (a test checks they agree).
+const NO_DIGIT_WORDS = {
+  blank: "No digit found: the picture looks blank.",
+  small: "No digit found: what stands out is too small in the frame (move closer, or crop the picture to the digit).",
+  unlike: "No digit found: nothing in the picture looks like a digit.",
+};
+const SMALL_MARK = 0.1;
+
+function noDigitWords(message) {
+  const figures = /looks like a digit with probability \[?([-+0-9.e]+)\]? and spans \[?([-+0-9.e]+)\]?/.exec(message);
+  if (!message.includes("the image is blank") || !figures) return null;
+  const likelihood = Number(figures[1]), extent = Number(figures[2]);
+  if (likelihood === 0) return NO_DIGIT_WORDS.blank;
+  return extent < SMALL_MARK ? NO_DIGIT_WORDS.small : NO_DIGIT_WORDS.unlike;
+}
+
 function showError(message) {
   errorBox.textContent = message;
   errorBox.hidden = false;
@@ -152,7 +170,8 @@ async function predict() {
   }
   if (id !== requestId) return;
   if (!response.ok || reply.error) {
-    showError(`The server refused the ${what}: ` + (reply.error || response.status));
+    showError(noDigitWords(reply.error || "") ||
+              `The server refused the ${what}: ` + (reply.error || response.status));
     return;
   }
   errorBox.hidden = true;

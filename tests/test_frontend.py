@@ -1,8 +1,8 @@
-"""The front end on photographed handwriting: paper, light, ruled lines, blanks.
+"""The front end on photographed handwriting: paper, light, tables, ruled lines, blanks.
 
-Pictures come from `bench.photos` (seeded renders of MNIST-like digits under
-each condition); the pieces of `mnist_sum_keras.frontend` are checked on
-pictures whose right answer is known exactly.
+Pictures come from `mnist_sum_keras.frontend.synthetic` (seeded renders of
+MNIST digits under each condition); the pieces of `mnist_sum_keras.frontend`
+are checked on pictures whose right answer is known exactly.
 """
 
 import os
@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bench import photos
 from conftest import RELEASED, synthetic_digits
+from mnist_sum_keras import contract
 from mnist_sum_keras.config import DATA_ENV_VAR
-from mnist_sum_keras.frontend import ImageError, kernels, preprocess, stages
+from mnist_sum_keras.frontend import ImageError, kernels, preprocess, stages, synthetic, verifier
 
 
 def _pool_by_hand(x, window, kind):
@@ -99,12 +99,91 @@ def mnist_like():
         return data["x_test"][:40], data["y_test"][:40]
 
 
-def test_blank_paper_noise_and_texture_are_refused_as_blank():
-    for k, kind in enumerate(photos.BLANKS):
+def test_paper_statistics_come_from_the_border_when_ink_fills_the_picture():
+    rng = np.random.default_rng(0)
+    ink = rng.normal(0.0, 0.01, (40, 30)).astype(np.float32)
+    ink[3:37, 4:26] += 0.8                       # a bold digit: 60% of the picture
+    level, spread = stages.paper_statistics(tf.constant(ink))
+    assert abs(float(level)) < 0.01 and 0.005 < float(spread) < 0.02
+    # A photo: ink is a minority, the whole picture is the better estimate.
+    ink[3:37, 4:26] -= 0.8
+    ink[10:14, 10:20] += 0.8
+    level, spread = stages.paper_statistics(tf.constant(ink))
+    assert abs(float(level)) < 0.005 and 0.005 < float(spread) < 0.02
+
+
+def _sheet_on_table(height=120, width=160, edge=30, tilt=0.1, table=40.0):
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    gray = np.full((height, width), 200.0, np.float32) - 0.3 * xs   # light falling off
+    beyond = xs < edge + tilt * (ys - height / 2)
+    gray[beyond] = table
+    return gray, beyond
+
+
+def test_a_table_beyond_the_sheet_is_left_out_on_every_side():
+    gray, beyond = _sheet_on_table()
+    for turn in range(4):
+        found = stages.beyond_the_sheet(tf.constant(np.rot90(gray, turn).copy())).numpy()
+        expected = np.rot90(beyond, turn)
+        # All of the table, and at most the sheet's blurred edge (2 px) besides.
+        assert found[expected].mean() > 0.97, turn
+        assert (found & ~expected).sum() <= 3 * max(expected.shape)
+
+
+def test_a_stroke_near_the_edge_or_a_shadow_is_not_a_table():
+    gray, _ = _sheet_on_table(edge=-10)                  # no table at all
+    stroke = gray.copy()
+    stroke[10:110, 12:20] = 40.0                         # a tall 1 near the left side
+    assert not stages.beyond_the_sheet(tf.constant(stroke)).numpy().any()
+    shadow = gray.copy()
+    shadow[:, :50] *= 0.7                                # a shadow: darker, still paper-lit
+    assert not stages.beyond_the_sheet(tf.constant(shadow)).numpy().any()
+
+
+def test_the_verifier_in_tensorflow_ops_is_its_keras_model():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = verifier.build(len(stages.FEATURES))
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (5, 28, 28)).astype(np.uint8)
+    features = rng.uniform(0, 1, (5, len(stages.FEATURES))).astype(np.float32)
+    expected = keras.ops.sigmoid(model.predict({"image": images, "features": features},
+                                               verbose=0))[:, 0]
+    got = verifier.score(tf.constant(images), tf.constant(features),
+                         weights=verifier.weights_of(model))
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("message,words", [
+    ("probability [0] and spans [0]", "blank"),
+    ("probability [0.012] and spans [0.04]", "small"),
+    ("probability [0.2] and spans [0.6]", "unlike"),
+])
+def test_a_refusal_is_put_in_words_for_people(message, words):
+    text = contract.refusal(contract.BLANK_RULE, f"the likeliest mark looks like a digit "
+                            f"with {message} of the shorter side")
+    assert contract.no_digit_words(text) == contract.NO_DIGIT_WORDS[words]
+    assert contract.no_digit_words(contract.refusal(contract.EMPTY_RULE, "x")) is None
+
+
+def test_the_page_puts_refusals_in_the_same_words():
+    from conftest import ROOT
+
+    with open(os.path.join(ROOT, "mnist_sum_keras", "web", "app.js")) as f:
+        page = f.read()
+    for key, words in contract.NO_DIGIT_WORDS.items():
+        assert f'  {key}: "{words}",' in page
+    assert f"const SMALL_MARK = {contract.SMALL_MARK};" in page
+    assert contract.BLANK_FIGURES[0].split("looks")[1].strip() in page
+
+
+def test_blank_pictures_of_every_kind_are_refused():
+    for k, kind in enumerate(synthetic.BLANKS):
         rng = np.random.default_rng([7, k])
         for _ in range(3):
-            with pytest.raises(ImageError, match="the image is blank"):
-                preprocess(photos.render_blank(rng, kind))
+            with pytest.raises(ImageError, match="No digit found"):
+                preprocess(synthetic.render_blank(rng, kind))
 
 
 def test_photos_are_read_as_the_digit_by_the_release(mnist_like):
@@ -119,10 +198,12 @@ def test_photos_are_read_as_the_digit_by_the_release(mnist_like):
     model = keras.models.load_model(os.path.join(RELEASED, f"v{version}.keras"))
     images, labels = mnist_like
     rng = np.random.default_rng(11)
+    # A faint digit on shaded paper is a phone photo's low end; a tight crop
+    # touches the frame; a sheet on a table shows the table along its edges.
     for condition in ("clean scan", "phone photo", "ruled paper", "small in frame",
-                      "coloured ink"):
+                      "coloured ink", "sheet on a table", "dim light", "tight crop"):
         picks = rng.choice(len(images), 3, replace=False)
-        pictures = [preprocess(photos.render(rng, images[i], condition)) for i in picks]
+        pictures = [preprocess(synthetic.render(rng, images[i], condition)) for i in picks]
         read = model.predict([np.stack(pictures), np.zeros(3, np.int32)], verbose=0)
         right = (read["digit"].argmax(-1) == labels[picks]).sum()
         assert right >= 2, condition
