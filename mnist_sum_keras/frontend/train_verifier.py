@@ -16,6 +16,7 @@ many candidates of each kind, and the validation accuracy.
 """
 
 import argparse
+import hashlib
 import multiprocessing
 import os
 import sys
@@ -96,9 +97,33 @@ def _work(args):
     return images, features, labels
 
 
-def candidate_set(data_path, per_condition, blanks, seed, processes=2, verbose=1):
-    """`(images, features, labels)` of every candidate drawn from a seeded set."""
+def _cache_key(per_condition, blanks, seed):
+    """Names a candidate set by its arguments and the code that draws it, so a
+    cached set is never used after the front end or the renderer changed."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    digest = hashlib.sha256(f"{per_condition} {blanks} {seed}".encode())
+    for name in ("decode.py", "kernels.py", "stages.py", "synthetic.py", "train_verifier.py"):
+        with open(os.path.join(here, name), "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()[:16]
+
+
+def candidate_set(data_path, per_condition, blanks, seed, processes=2, verbose=1,
+                  cache=None):
+    """`(images, features, labels)` of every candidate drawn from a seeded set
+    (read from, or written to, `cache`, a folder, when given)."""
     from mnist_sum_keras.frontend import synthetic
+
+    if cache:
+        path = os.path.join(cache, f"candidates-{_cache_key(per_condition, blanks, seed)}.npz")
+        if os.path.exists(path):
+            with np.load(path) as data:
+                return data["images"], data["features"], data["labels"]
+        result = candidate_set(data_path, per_condition, blanks, seed, processes, verbose)
+        os.makedirs(cache, exist_ok=True)
+        np.savez(path + ".tmp.npz", images=result[0], features=result[1], labels=result[2])
+        os.replace(path + ".tmp.npz", path)
+        return result
 
     rng = np.random.default_rng(seed)
     jobs = []
@@ -123,15 +148,15 @@ def candidate_set(data_path, per_condition, blanks, seed, processes=2, verbose=1
 
 
 def train(data_path, per_condition=500, blanks=300, seed=0, epochs=20, processes=2,
-          verbose=1):
+          verbose=1, cache=None):
     """Trains the verifier; returns the Keras model and its validation accuracy."""
     import keras
     import tensorflow as tf
 
     start = time.time()
-    train_set = candidate_set(data_path, per_condition, blanks, seed, processes, verbose)
+    train_set = candidate_set(data_path, per_condition, blanks, seed, processes, verbose, cache)
     val_set = candidate_set(data_path, max(1, per_condition // 5), max(1, blanks // 5),
-                            seed + 1, processes, verbose)
+                            seed + 1, processes, verbose, cache)
     if verbose:
         for name, (_, _, y) in (("train", train_set), ("validation", val_set)):
             print(f"{name}: {int(y.sum())} digit candidates, {int((1 - y).sum())} others "
@@ -171,11 +196,13 @@ def main(argv=None):
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--output", default=None, help="weights file (default: the "
                         "package's verifier.npz)")
+    parser.add_argument("--cache", default=None, help="a folder keeping the candidate sets "
+                        "drawn (named by the code that drew them), to train again quickly")
     args = parser.parse_args(argv)
     from mnist_sum_keras.frontend import verifier
 
     model, _ = train(args.data, args.per_condition, args.blanks, args.seed, args.epochs,
-                     args.processes)
+                     args.processes, cache=args.cache)
     verifier.save(model, args.output or verifier.WEIGHTS)
     print(f"wrote {args.output or verifier.WEIGHTS}")
     return 0
