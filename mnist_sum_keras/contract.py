@@ -42,7 +42,7 @@ BLANK_RULE = "the image is blank: no digit stands out from the background"
 # person is told instead of them (`no_digit_words`; the page's app.js says the
 # same): nothing stood out, what did is tiny, or nothing looks like a digit.
 BLANK_FIGURES = ("the likeliest mark looks like a digit with probability", "and spans",
-                 "of the shorter side")
+                 "of the longer side")
 SMALL_MARK = 0.1
 NO_DIGIT_WORDS = {
     "blank": "No digit found: the picture looks blank.",

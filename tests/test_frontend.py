@@ -162,7 +162,7 @@ def test_the_verifier_in_tensorflow_ops_is_its_keras_model():
 ])
 def test_a_refusal_is_put_in_words_for_people(message, words):
     text = contract.refusal(contract.BLANK_RULE, f"the likeliest mark looks like a digit "
-                            f"with {message} of the shorter side")
+                            f"with {message} of the longer side")
     assert contract.no_digit_words(text) == contract.NO_DIGIT_WORDS[words]
     assert contract.no_digit_words(contract.refusal(contract.EMPTY_RULE, "x")) is None
 

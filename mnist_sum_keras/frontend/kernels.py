@@ -91,10 +91,11 @@ def resize(image, size, method="area"):
     return tf.image.resize(image[..., None], size, method=method)[..., 0]
 
 
-def point_reflected(image, pad):
-    """`image` extended by `pad` (rows, columns) past each edge as a point reflection
-    through the edge (2 * edge - mirror): light falling off towards an edge goes
-    on falling, where a mirror would make the edge a valley that a closing fills."""
+def reflected(image, pad, point=True):
+    """`image` extended by `pad` (rows, columns) past each edge: mirrored, or, with
+    `point`, as a point reflection through the edge (2 * edge - mirror: light
+    falling off towards an edge goes on falling, where a mirror makes the edge
+    a valley)."""
     size = tf.shape(image)
     rows = tf.range(-pad[0], size[0] + pad[0])
     cols = tf.range(-pad[1], size[1] + pad[1])
@@ -104,6 +105,8 @@ def point_reflected(image, pad):
 
     mirrored = tf.gather(tf.gather(image, mirror(rows, size[0])), mirror(cols, size[1]),
                          axis=1)
+    if not point:
+        return mirrored
     edge = tf.gather(tf.gather(image, tf.clip_by_value(rows, 0, size[0] - 1)),
                      tf.clip_by_value(cols, 0, size[1] - 1), axis=1)
     outside = ((rows < 0) | (rows >= size[0]))[:, None] | (

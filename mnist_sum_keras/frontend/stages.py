@@ -21,6 +21,9 @@ CLEAN_BORDER = 2.0
 # The paper is estimated with a window a third of the picture's longer side,
 # and never narrower than this (in a small picture a stroke is a large share).
 MIN_PAPER_WINDOW = 15
+# Paper whose border varies by at most this share of its level (median
+# absolute deviation) is a scan's: even, its level the border's.
+EVEN_PAPER = 0.02
 # The paper's texture is followed over a window this wide (px of the working
 # picture): wider than a pen's stroke, narrower than the paper's blotches.
 TEXTURE_WINDOW = 21
@@ -55,8 +58,8 @@ FAINT_INK = 0.35
 # (`verifier.py`) picks the one that looks most like a digit.
 CANDIDATES = 3
 # What describes a candidate besides its picture (the verifier's second input).
-FEATURES = ("share", "extent", "aspect", "fill", "solid", "darkness", "contact",
-            "sides touched", "off-centre")
+FEATURES = ("share", "extent", "height", "width", "aspect", "fill", "solid", "darkness",
+            "contact", "sides touched", "off-centre")
 # A candidate is the digit when the verifier gives it at least this probability.
 DIGIT_LIKELY = 0.5
 
@@ -111,7 +114,7 @@ def paper_level(gray):
     size = tf.shape(gray)
     window = tf.maximum(tf.reduce_max(size) // 6 * 2 + 1, MIN_PAPER_WINDOW)
     pad = tf.minimum(window // 2, size - 1)
-    extended = kernels.point_reflected(gray, pad)
+    extended = kernels.reflected(gray, pad)
 
     def closing(x):
         return kernels.pool(kernels.pool(x, window, "max"), window, "min")
@@ -120,23 +123,40 @@ def paper_level(gray):
     # maximum rides on the noise, the second smears a sharp shadow's edge by a
     # pixel (which the first keeps).
     closed = tf.minimum(closing(extended), closing(kernels.pool(extended, 3, "mean")))
-    return tf.maximum(closed[pad[0]:pad[0] + size[0], pad[1]:pad[1] + size[1]], 1.0)
+    closed = closed[pad[0]:pad[0] + size[0], pad[1]:pad[1] + size[1]]
+    # A scan's paper is even, and its border mostly paper: there, a dark band
+    # along the frame's edge is ink touching it (the bar of a 2 in a tight
+    # crop), which the reflection past the edge would take for shade.
+    border = tf.concat([gray[0], gray[-1], gray[:, 0], gray[:, -1]], axis=0)
+    level = kernels.median(border)
+    even = kernels.median(tf.abs(border - level)) <= EVEN_PAPER * level
+    closed = tf.where(even, tf.maximum(closed, 0.9 * level), closed)
+    return tf.maximum(closed, 1.0)
 
 
-def paper_statistics(ink):
+def paper_statistics(ink, sheet=None):
     """The paper's level and noise in an ink map: `(level, spread)`, float scalars.
 
     The median and the robust standard deviation (1.4826 x the median absolute
     deviation) of all the picture's values, or of its border's alone, whichever
     is lower: ink is a minority of the pixels in a photo, but may be most of a
-    tight crop, whose border is still mostly paper.
+    tight crop, whose border is still mostly paper. `sheet` (bool (h, w)):
+    only these pixels count (not a table beyond the sheet).
     """
-    def statistics(values):
+    def statistics(values, keep):
+        values = tf.boolean_mask(values, keep)
+        values = tf.cond(tf.size(values) > 0, lambda: values, lambda: tf.zeros([1]))
         level = kernels.signed_quantile(values, 0.5)
         return level, 1.4826 * kernels.signed_quantile(tf.abs(values - level), 0.5)
 
-    border = tf.concat([ink[0], ink[-1], ink[:, 0], ink[:, -1]], axis=0)
-    (level, spread), (border_level, border_spread) = statistics(ink), statistics(border)
+    if sheet is None:
+        sheet = tf.ones_like(ink, tf.bool)
+
+    def border(x):
+        return tf.concat([x[0], x[-1], x[:, 0], x[:, -1]], axis=0)
+
+    level, spread = statistics(tf.reshape(ink, [-1]), tf.reshape(sheet, [-1]))
+    border_level, border_spread = statistics(border(ink), border(sheet))
     return tf.minimum(level, border_level), tf.minimum(spread, border_spread)
 
 
@@ -164,7 +184,7 @@ def flat_ink(pixels):
         paper = sheet
         for window in (3, 5):
             smooth = kernels.pool(ink, window, "mean")
-            level, spread = paper_statistics(smooth)
+            level, spread = paper_statistics(smooth, sheet > 0)
             # First leaving out only clear ink (the envelope may be well off the
             # paper in places), then what stands out from the paper's noise.
             strong = tf.reduce_max(smooth)
@@ -189,7 +209,8 @@ def ruled_lines(mask):
     Looked for at half resolution, along a few slopes (a photo is rarely
     level): a line is a run of marks covering 80% of a window `LINE_LENGTH`
     long; its pixels are dropped where the marks are thin (gone after a
-    vertical erosion of 7 px), so a stroke that crosses it stays.
+    vertical erosion of 7 px, less in a small picture), so a stroke that
+    crosses it stays.
     """
     marks = tf.cast(mask, tf.float32)
     half = tf.nn.max_pool2d(marks[None, ..., None], 2, 2, "SAME")[0, ..., 0]
@@ -209,14 +230,18 @@ def ruled_lines(mask):
     _, lines = tf.while_loop(lambda i, _: i < len(LINE_SLOPES), along_slope,
                              (0, tf.zeros_like(half)))
     lines = kernels.resize(lines, tf.shape(mask), "nearest") > 0
-    thin = tf.logical_not(kernels.running(marks, 7, 0, "min") > 0)
+    # Thin: at most 7 px, and a twentieth of a small picture's shorter side (the
+    # bar of a 2 in a tight crop spans its frame too, but is thicker).
+    window = tf.clip_by_value(tf.reduce_min(tf.shape(mask)) // 20, 3, 7)
+    thin = tf.logical_not(kernels.running(marks, window, 0, "min") > 0)
     return lines & thin & mask
 
 
-def standing_out(ink):
+def standing_out(ink, sheet):
     """Where ink stands out from the paper's own noise, at a pixel's scale (3x3)
     or a stroke's (a window 1/`STROKE_SCALE` of the longer side, where a faint
-    stroke's many weak pixels add up and noise averages out): bool (h, w).
+    stroke's many weak pixels add up and noise averages out), on the `sheet` (bool
+    (h, w): not a table beyond it): bool (h, w).
 
     At each scale, by more than `NOISE_SIGMAS` robust standard deviations of
     that scale's own map and `INK_FLOOR` of its strongest ink.
@@ -225,7 +250,7 @@ def standing_out(ink):
     mask = tf.zeros_like(ink, tf.bool)
     for window in (3, wide):
         smooth = kernels.pool(ink, window, "mean")
-        level, spread = paper_statistics(smooth)
+        level, spread = paper_statistics(smooth, sheet)
         strongest = tf.reduce_max(smooth)
         threshold = level + tf.maximum(NOISE_SIGMAS * spread, INK_FLOOR * (strongest - level))
         mask |= smooth > tf.maximum(threshold, level + 1e-3)
@@ -403,7 +428,6 @@ def draw(ink, paper, spread, digit):
     top, bottom = _span(tf.reduce_any(digit, axis=1))
     left, right = _span(tf.reduce_any(digit, axis=0))
     height, width = bottom - top, right - left
-    shorter = tf.reduce_min(size)
     # How much of each side of its box lies on the frame's edge (a table's band
     # along its whole length, a tight crop's strokes at a few points).
     edges = tf.stack([tf.reduce_sum(tf.cast(digit[0], tf.float32)) / tf.maximum(width, 1.0),
@@ -412,7 +436,9 @@ def draw(ink, paper, spread, digit):
                       tf.reduce_sum(tf.cast(digit[:, -1], tf.float32)) / tf.maximum(height, 1.0)])
     centre = tf.stack([(top + bottom) / 2 / size[0] - 0.5, (left + right) / 2 / size[1] - 0.5])
     features = tf.stack([
-        tf.maximum(height, width) / shorter,                       # extent
+        tf.maximum(height, width) / tf.reduce_max(size),           # extent
+        height / size[0],
+        width / size[1],
         tf.math.log((height + 1.0) / (width + 1.0)),               # aspect
         pixels / tf.maximum(height * width, 1.0),                  # fill
         solid,
@@ -466,8 +492,9 @@ def drawn_candidates(pixels):
         (k, h, w) on the working picture (`working_gray`).
     """
     ink, table = flat_ink(pixels)
-    paper, spread = paper_statistics(ink)
-    mask = tf.logical_and(standing_out(ink), tf.logical_not(table))
+    sheet = tf.logical_not(table)
+    paper, spread = paper_statistics(ink, sheet)
+    mask = tf.logical_and(standing_out(ink, sheet), sheet)
     mask = tf.logical_and(mask, tf.logical_not(ruled_lines(mask)))
     masks, share, valid = candidates(ink, mask)
     images, features = tf.map_fn(
@@ -487,7 +514,7 @@ def read_digit(pixels):
     Returns:
         `(image, found, likelihood, extent)`: uint8 (28, 28) (zeros when
         nothing stands out), bool, and the chosen candidate's verifier
-        probability and size (a share of the picture's shorter side), for
+        probability and size (a share of the picture's longer side), for
         the refusal's message.
     """
     images, features, valid, _ = drawn_candidates(pixels)

@@ -62,6 +62,7 @@ RANGES = {
     "small quality": (5, 35),
     "crop height": (12, 120),         # tight crop, px
     "crop margin": (0, 3),            # px of paper left beside the digit
+    "coarse scan": (8, 16),           # a coarse scan's height in its own pixels
 }
 # Wider ranges still, for the held-out set.
 HELD_OUT = dict(RANGES, **{
@@ -72,7 +73,7 @@ HELD_OUT = dict(RANGES, **{
     "quality": (35, 97), "dim paper": (28, 115), "dim contrast": (0.42, 0.92),
     "dim noise": (4, 16), "table": (5, 150), "table edge": (0.03, 0.45),
     "marker": (0.008, 0.05), "small height": (36, 150), "small quality": (5, 40),
-    "crop height": (12, 140), "crop margin": (0, 4),
+    "crop height": (12, 140), "crop margin": (0, 4), "coarse scan": (7, 18),
 })
 
 
@@ -447,8 +448,9 @@ def render(rng, digit, condition, held_out=False, with_alpha=False):
 
 def _tight_crop(rng, digit, ranges):
     """A digit cropped from a scanned form: the frame is the digit's box plus 0-3 px,
-    at least one side touching; pen or bold strokes; dark on light, or (a quarter)
-    light on dark. Returns the picture and the digit's ink (`render`'s alpha)."""
+    at least one side touching; pen or bold strokes, sometimes a coarse scan
+    enlarged; dark on light, or (a quarter) light on dark. Returns the picture
+    and the digit's ink (`render`'s alpha)."""
     height = max(8, int(_draw(rng, ranges, "crop height")))
     stroke = "marker" if rng.uniform() < 0.3 else "pen"
     alpha = _stroke_alpha(digit, height, rng, stroke, ranges=ranges)
@@ -456,6 +458,13 @@ def _tight_crop(rng, digit, ranges):
     margins = rng.integers(0, high + 1, 4)
     margins[rng.integers(4)] = 0
     alpha = np.pad(alpha, [(margins[0], margins[1]), (margins[2], margins[3])])
+    if rng.uniform() < 0.3:   # A coarse scan, enlarged: blocky, blurred strokes.
+        rows, cols = alpha.shape
+        side = rng.uniform(*ranges["coarse scan"])
+        small = (max(2, int(round(cols * side / rows))), max(2, int(round(side))))
+        coarse = Image.fromarray(alpha.astype(np.float32), "F").resize(small, Image.BOX)
+        alpha = np.clip(np.asarray(coarse.resize((cols, rows), Image.BILINEAR), np.float64),
+                        0, 1)
     paper, ink = rng.uniform(200, 255), rng.uniform(0, 80)
     pixels = paper * (1 - alpha) + ink * alpha
     pixels = _gaussian(pixels, rng.uniform(0.0, 0.6)) + rng.normal(0, rng.uniform(0, 3),
