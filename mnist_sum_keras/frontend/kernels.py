@@ -135,8 +135,11 @@ def components(mask, max_steps=256):
     """Labels of the 8-connected components of a small bool mask: float (h, w), 0 off.
 
     Every pixel starts with its own number and takes the largest of its
-    neighbourhood's until nothing changes (at most `max_steps` rounds: a
-    longer component would stay split, never merged with another).
+    neighbourhood's, then the label that the pixel so numbered has reached
+    (pointer jumping: that pixel lies in the same component, so labels cross
+    a long component in a few rounds), until nothing changes (at most
+    `max_steps` rounds: a longer component would stay split, never merged
+    with another). Each component ends labelled with its largest number.
     """
     size = tf.shape(mask)
     ids = tf.reshape(tf.range(1, size[0] * size[1] + 1, dtype=tf.float32), size)
@@ -144,6 +147,9 @@ def components(mask, max_steps=256):
 
     def spread(step, labels, _):
         grown = tf.where(mask, pool(labels, 3, "max"), 0.0)
+        at = tf.cast(tf.maximum(grown, 1.0), tf.int32) - 1
+        jumped = tf.reshape(tf.gather(tf.reshape(grown, [-1]), tf.reshape(at, [-1])), size)
+        grown = tf.where(mask, tf.maximum(grown, jumped), 0.0)
         return step + 1, grown, tf.reduce_any(tf.not_equal(grown, labels))
 
     def going(step, _, changed):

@@ -27,6 +27,7 @@ EVEN_PAPER = 0.02
 # The paper's texture is followed over a window this wide (px of the working
 # picture): wider than a pen's stroke, narrower than the paper's blotches.
 TEXTURE_WINDOW = 21
+TEXTURE_STEP = 3
 # Ink is what stands out from the paper by more than this many robust standard
 # deviations of the paper's own variation (noise, texture, JPEG), measured at a
 # pixel's scale and at a stroke's (1/STROKE_SCALE of the picture's longer side) ...
@@ -109,29 +110,38 @@ def paper_level(gray):
     stroke, removes the strokes and keeps what is wider: light falling off
     and the edges of shadows (each exactly, however sharp: a closing keeps
     any change that runs one way through its window; where the two cross,
-    approximately) and large stains.
+    approximately) and large stains. The picture is extended past its edges
+    by a point reflection (`kernels.reflected`).
     """
     size = tf.shape(gray)
     window = tf.maximum(tf.reduce_max(size) // 6 * 2 + 1, MIN_PAPER_WINDOW)
     pad = tf.minimum(window // 2, size - 1)
     extended = kernels.reflected(gray, pad)
 
-    def closing(x):
+    def closing(x, window):
         return kernels.pool(kernels.pool(x, window, "max"), window, "min")
 
-    # The lower of the closings of the picture and of its 3x3 mean: the first's
-    # maximum rides on the noise, the second smears a sharp shadow's edge by a
-    # pixel (which the first keeps).
-    closed = tf.minimum(closing(extended), closing(kernels.pool(extended, 3, "mean")))
+    # On a grid half as fine (its 2x2 means: the maximum of the picture itself
+    # would ride on its noise), then back by bilinear interpolation.
+    extended_size = tf.shape(extended)
+    half_window = tf.maximum(window // 4 * 2 + 1, 3)
+    closed = kernels.resize(closing(kernels.resize(extended, tf.maximum(1, extended_size // 2)),
+                                    half_window), extended_size, "bilinear")
     closed = closed[pad[0]:pad[0] + size[0], pad[1]:pad[1] + size[1]]
     # A scan's paper is even, and its border mostly paper: there, a dark band
     # along the frame's edge is ink touching it (the bar of a 2 in a tight
     # crop), which the reflection past the edge would take for shade.
-    border = tf.concat([gray[0], gray[-1], gray[:, 0], gray[:, -1]], axis=0)
-    level = kernels.median(border)
-    even = kernels.median(tf.abs(border - level)) <= EVEN_PAPER * level
+    even, level = even_paper(gray)
     closed = tf.where(even, tf.maximum(closed, 0.9 * level), closed)
     return tf.maximum(closed, 1.0)
+
+
+def even_paper(gray):
+    """Whether the picture's border is a scan's even paper (its median absolute
+    deviation at most `EVEN_PAPER` of its median), and that median."""
+    border = tf.concat([gray[0], gray[-1], gray[:, 0], gray[:, -1]], axis=0)
+    level = kernels.median(border)
+    return kernels.median(tf.abs(border - level)) <= EVEN_PAPER * level, level
 
 
 def paper_statistics(ink, sheet=None):
@@ -144,7 +154,8 @@ def paper_statistics(ink, sheet=None):
     only these pixels count (not a table beyond the sheet).
     """
     def statistics(values, keep):
-        values = tf.boolean_mask(values, keep)
+        values = tf.cond(tf.reduce_all(keep), lambda: values,
+                         lambda: tf.boolean_mask(values, keep))
         values = tf.cond(tf.size(values) > 0, lambda: values, lambda: tf.zeros([1]))
         level = kernels.signed_quantile(values, 0.5)
         return level, 1.4826 * kernels.signed_quantile(tf.abs(values - level), 0.5)
@@ -174,10 +185,12 @@ def flat_ink(pixels):
     """
     gray = working_gray(pixels)
     gray = tf.where(dark_ink_on_light_paper(gray), gray, 255.0 - gray)
-    table = beyond_the_sheet(gray)
+    # A scan's even border holds no table (a tight crop's stroke along an edge).
+    table = tf.logical_and(beyond_the_sheet(gray), tf.logical_not(even_paper(gray)[0]))
     ratio = gray / paper_level(gray)
     ink = 1.0 - ratio
     sheet = tf.cast(tf.logical_not(table), tf.float32)
+    size = tf.shape(ink)
     for generous in (True, False):
         # Paper is what is not ink on a 3x3 mean (a thin stroke) nor on a 5x5 one
         # (a dim photo's noise splits a stroke's pixels).
@@ -192,12 +205,18 @@ def flat_ink(pixels):
             if generous:
                 margin = tf.maximum(margin, 0.3 * (strong - level))
             paper *= tf.cast(smooth < level + margin, tf.float32)
-        texture = tf.fill(tf.shape(ink), 1.0 - level)
-        # Where a window holds too little paper (inside a wide stroke), a wider one.
-        for window in (4 * TEXTURE_WINDOW, TEXTURE_WINDOW):
-            count = kernels.pool(paper, window, "sum")
-            local = kernels.pool(ratio * paper, window, "sum") / tf.maximum(count, 1.0)
+        # The local means on a grid `TEXTURE_STEP` times coarser (the texture
+        # is smooth at that scale), where a window holds too little paper
+        # (inside a wide stroke) from a wider one, then the picture's.
+        coarse = tf.maximum(1, size // TEXTURE_STEP)
+        paper_c = kernels.resize(paper, coarse)
+        ratio_c = kernels.resize(ratio * paper, coarse)
+        texture = tf.fill(coarse, 1.0 - level)
+        for window in (4 * TEXTURE_WINDOW // TEXTURE_STEP, TEXTURE_WINDOW // TEXTURE_STEP):
+            count = kernels.pool(paper_c, window, "sum")
+            local = kernels.pool(ratio_c, window, "sum") / tf.maximum(count, 1e-6)
             texture = tf.where(count >= 0.1 * window * window, local, texture)
+        texture = kernels.resize(texture, size, "bilinear")
         ink = 1.0 - ratio / tf.maximum(texture, 1e-3)
     return tf.where(table, 0.0, ink), table
 
@@ -257,9 +276,9 @@ def standing_out(ink, sheet):
     return mask
 
 
-def _table_along_left(gray):
+def _table_along_left(g):
     """Where a darker surface lies beyond a straight edge of the sheet near the
-    left side of the frame: bool (h, w).
+    left side of the frame: bool (h, w), from a 3x3 mean of the picture.
 
     Along each row, the sheet's edge is the strongest step from dark to light
     (relative to the light) in the left `TABLE_REACH` of the row. A table is
@@ -268,8 +287,7 @@ def _table_along_left(gray):
     what lies beyond that line is darker than the sheet just inside it along
     almost all of them (not the paper beside a stroke).
     """
-    size = tf.shape(gray)
-    g = kernels.pool(gray, 3, "mean")
+    size = tf.shape(g)
     reach = tf.maximum(4, tf.cast(TABLE_REACH * tf.cast(size[1], tf.float32), tf.int32))
     ahead = tf.concat([g[:, 2:], tf.repeat(g[:, -1:], 2, axis=1)], axis=1)
     behind = tf.concat([tf.repeat(g[:, :1], 2, axis=1), g[:, :-2]], axis=1)
@@ -309,6 +327,7 @@ def beyond_the_sheet(gray):
     def flip(x):
         return x[:, ::-1]
 
+    gray = kernels.pool(gray, 3, "mean")
     out = _table_along_left(gray)
     out |= flip(_table_along_left(flip(gray)))
     out |= tf.transpose(_table_along_left(tf.transpose(gray)))
@@ -497,8 +516,14 @@ def drawn_candidates(pixels):
     mask = tf.logical_and(standing_out(ink, sheet), sheet)
     mask = tf.logical_and(mask, tf.logical_not(ruled_lines(mask)))
     masks, share, valid = candidates(ink, mask)
+    def drawn(args):  # A candidate that does not exist costs nothing.
+        digit, exists = args
+        return tf.cond(exists, lambda: draw(ink, paper, spread, digit),
+                       lambda: (tf.zeros(IMAGE_SHAPE, tf.uint8),
+                                tf.zeros([len(FEATURES) - 1], tf.float32)))
+
     images, features = tf.map_fn(
-        lambda digit: draw(ink, paper, spread, digit), masks,
+        drawn, (masks, valid),
         fn_output_signature=(tf.TensorSpec(IMAGE_SHAPE, tf.uint8),
                              tf.TensorSpec([len(FEATURES) - 1], tf.float32)))
     return images, tf.concat([share[:, None], features], 1), valid, masks
