@@ -15,9 +15,13 @@ WORK_SIZE = 384
 # The skew of a picture's detail that tells dark marks on light ground from
 # light on dark (`dark_ink_on_light_paper`).
 CLEAR_SKEW = 1.0
-# A border whose median absolute deviation is at most this many grey levels is
-# clean (a drawing, a scan), not a photo's.
+# When the skew is unclear: a border whose median absolute deviation is at most
+# this many grey levels is clean (a drawing, a scan), not a photo's; a photo's
+# ground is dark (light marks on it) when most of the picture lies in this
+# lowest share of its range, and its lightest is this many times as light.
 CLEAN_BORDER = 2.0
+DARK_GROUND = 0.2
+LIGHT_MARKS = 2.5
 # The paper is estimated with a window a third of the picture's longer side,
 # and never narrower than this (in a small picture a stroke is a large share).
 MIN_PAPER_WINDOW = 15
@@ -82,10 +86,13 @@ def dark_ink_on_light_paper(gray):
     The skew of the picture's detail (the picture minus a blur of it) decides
     when it is clear: sparse marks make one tail long, while light falling
     off, shadows, texture and noise are about as much lighter as darker. When
-    it is not (bold marks filling the frame, no marks at all), a clean
-    picture's border is its ground (dark when its median is in the lower half
-    of the picture's range, as in MNIST); a noisy one (a photo) is taken to be
-    pen on paper.
+    it is not (bold or grainy marks filling the frame, no marks at all), a
+    clean picture's border is its ground (dark when its median is in the
+    lower half of the picture's range, as in MNIST); a noisy one's ground is
+    dark (chalk on a board) when the skew leans to light marks and the median
+    of its 5x5 means (its range, not its noise's) lies in the lowest
+    `DARK_GROUND` of their range and their maximum is `LIGHT_MARKS` times it;
+    otherwise it is pen on paper.
     """
     size = tf.shape(gray)
     window = tf.maximum(3, tf.reduce_max(size) // 8)
@@ -93,13 +100,20 @@ def dark_ink_on_light_paper(gray):
     detail = gray - kernels.resize(kernels.resize(gray, small), size, "bilinear")
     detail -= tf.reduce_mean(detail)
     skew = tf.reduce_mean(detail ** 3) / tf.maximum(tf.reduce_mean(detail ** 2), 1e-6) ** 1.5
+    steady = kernels.pool(gray, 5, "mean")  # The range of the picture, not of its noise.
+    low, high = tf.reduce_min(steady), tf.reduce_max(steady)
+    # A clean picture's border is its ground (MNIST, a drawing on black) ...
     border = tf.concat([gray[0], gray[-1], gray[:, 0], gray[:, -1]], axis=0)
     ground = kernels.median(border)
     clean = kernels.median(tf.abs(border - ground)) <= CLEAN_BORDER
-    steady = kernels.pool(gray, 3, "mean")  # The range of the picture, not of its noise.
-    dark_ground = ground < 0.5 * (tf.reduce_min(steady) + tf.reduce_max(steady))
+    light_marks = clean & (ground < 0.5 * (low + high))
+    # ... and a noisy one's is most of it, far down its range and a fraction
+    # of its lightest (chalk on a board; a shadow is never that dark).
+    middle = kernels.median(steady)
+    light_marks |= (~clean & (skew > 0.0) & (middle < low + DARK_GROUND * (high - low))
+                    & (high >= LIGHT_MARKS * middle))
     return tf.cond(tf.abs(skew) >= CLEAR_SKEW, lambda: skew < 0.0,
-                   lambda: tf.logical_not(clean & dark_ground))
+                   lambda: tf.logical_not(light_marks))
 
 
 def paper_level(gray):
@@ -192,10 +206,10 @@ def flat_ink(pixels):
     sheet = tf.cast(tf.logical_not(table), tf.float32)
     size = tf.shape(ink)
     for generous in (True, False):
-        # Paper is what is not ink on a 3x3 mean (a thin stroke) nor on a 5x5 one
-        # (a dim photo's noise splits a stroke's pixels).
+        # Paper is what is not ink on a 3x3 mean (a thin stroke) nor on a 5x5 or
+        # 9x9 one (a dim photo's noise, or chalk's grain, splits a stroke's pixels).
         paper = sheet
-        for window in (3, 5):
+        for window in (3, 5, 9):
             smooth = kernels.pool(ink, window, "mean")
             level, spread = paper_statistics(smooth, sheet > 0)
             # First leaving out only clear ink (the envelope may be well off the
