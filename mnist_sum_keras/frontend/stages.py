@@ -41,10 +41,10 @@ STROKE_SCALE = 48
 # from each side, as a step from dark to light of at least this share of the
 # light, lined up along at least this share of the side, with what lies
 # beyond darker than this share of the sheet just inside.
-TABLE_REACH = 0.5
+TABLE_REACH = 0.45
 TABLE_STEP = 0.15
 TABLE_COVERAGE = 0.5
-TABLE_DARKER = 0.6
+TABLE_DARKER = 0.7
 # ... and by more than this fraction of the strongest ink.
 INK_FLOOR = 0.1
 # Marks are grouped into objects on a grid of this many cells a side (nearby
@@ -331,8 +331,8 @@ def _table_along_left(g):
     dark_share = tf.reduce_sum(darker * beyond_f) / tf.maximum(tf.reduce_sum(beyond_f), 1.0)
     found = (coverage >= TABLE_COVERAGE) & (dark_share >= 0.9) & (
         tf.reduce_sum(beyond_f) > 0)
-    # The band and its blurred edge.
-    return tf.logical_and(found, columns < line[:, None] + 2.0)
+    # The band and its blurred edge (3 px).
+    return tf.logical_and(found, columns < line[:, None] + 3.0)
 
 
 def beyond_the_sheet(gray):
