@@ -158,8 +158,12 @@ def test_the_verifier_in_tensorflow_ops_is_its_keras_model():
     expected = keras.ops.sigmoid(model.predict({"image": images, "features": features},
                                                verbose=0))[:, 0]
     got = verifier.score(tf.constant(images), tf.constant(features),
-                         weights=verifier.weights_of(model))
+                         [verifier.weights_of(model)])
     np.testing.assert_allclose(got, expected, atol=1e-5)
+    # A committee's probability is its members' mean.
+    twice = verifier.score(tf.constant(images), tf.constant(features),
+                           [verifier.weights_of(model)] * 2)
+    np.testing.assert_allclose(twice, expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("message,words", [

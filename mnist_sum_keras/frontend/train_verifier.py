@@ -10,8 +10,9 @@ candidates from each (`stages.drawn_candidates`); a candidate is a digit
 when its marks hold most of the digit's ink and are mostly the digit's ink
 (`label`), not one when they are mostly not (every candidate of a picture with
 no digit), and is left out in between (half a digit, a digit joined to a
-shadow). The verifier (`verifier.build`) is trained on those, seeded and
-deterministic, and its weights written to `verifier.WEIGHTS`. Prints how
+shadow). The verifier's committee (`verifier.build`, each member from its
+own seed) is trained on those, seeded and deterministic, and its weights
+written to `verifier.WEIGHTS`. Prints how
 many candidates of each kind, and the validation accuracy.
 """
 
@@ -153,8 +154,9 @@ def candidate_set(data_path, per_condition, blanks, seed, processes=2, verbose=1
 
 
 def train(data_path, per_condition=500, blanks=300, seed=0, epochs=20, processes=2,
-          verbose=1, cache=None):
-    """Trains the verifier; returns the Keras model and its validation accuracy."""
+          verbose=1, cache=None, members=3):
+    """Trains the verifier's committee; returns its Keras models and its validation
+    accuracy."""
     import keras
     import tensorflow as tf
 
@@ -166,28 +168,32 @@ def train(data_path, per_condition=500, blanks=300, seed=0, epochs=20, processes
         for name, (_, _, y) in (("train", train_set), ("validation", val_set)):
             print(f"{name}: {int(y.sum())} digit candidates, {int((1 - y).sum())} others "
                   f"({time.time() - start:.0f} s)", flush=True)
-    keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
     from mnist_sum_keras.frontend import stages, verifier
 
-    model = verifier.build(len(stages.FEATURES))
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss=keras.losses.BinaryCrossentropy(from_logits=True),
-                  metrics=[keras.metrics.BinaryAccuracy(threshold=0.0)])
     images, features, labels = train_set
     positive = labels.mean()
     weights = np.where(labels > 0, 0.5 / positive, 0.5 / (1 - positive)).astype(np.float32)
-    model.fit({"image": images, "features": features}, labels, sample_weight=weights,
-              batch_size=128, epochs=epochs, shuffle=True, verbose=2 if verbose else 0)
+    models = []
+    for member in range(members):
+        keras.utils.set_random_seed(seed * 100 + member)
+        model = verifier.build(len(stages.FEATURES))
+        model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                      loss=keras.losses.BinaryCrossentropy(from_logits=True),
+                      metrics=[keras.metrics.BinaryAccuracy(threshold=0.0)])
+        model.fit({"image": images, "features": features}, labels, sample_weight=weights,
+                  batch_size=128, epochs=epochs, shuffle=True, verbose=2 if verbose else 0)
+        models.append(model)
     v_images, v_features, v_labels = val_set
-    logits = model.predict({"image": v_images, "features": v_features}, verbose=0)[:, 0]
-    accuracy = float(((logits > 0) == (v_labels > 0)).mean())
+    likely = verifier.score(v_images, v_features, [verifier.weights_of(m) for m in models])
+    likely = np.asarray(likely)
+    accuracy = float(((likely >= 0.5) == (v_labels > 0)).mean())
     if verbose:
-        missed = float((logits[v_labels > 0] <= 0).mean())
-        passed = float((logits[v_labels == 0] > 0).mean())
+        missed = float((likely[v_labels > 0] < 0.5).mean())
+        passed = float((likely[v_labels == 0] >= 0.5).mean())
         print(f"validation: accuracy {100 * accuracy:.2f}%, digits refused "
-              f"{100 * missed:.2f}%, others passed {100 * passed:.2f}%", flush=True)
-    return model, accuracy
+              f"{100 * missed:.2f}%, others passed {100 * passed:.2f}% (at 0.5)", flush=True)
+    return models, accuracy
 
 
 def main(argv=None):
@@ -199,6 +205,8 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--members", type=int, default=3, help="committee members, "
+                        "each from its own seed (their probabilities are averaged)")
     parser.add_argument("--output", default=None, help="weights file (default: the "
                         "package's verifier.npz)")
     parser.add_argument("--cache", default=None, help="a folder keeping the candidate sets "
@@ -206,9 +214,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     from mnist_sum_keras.frontend import verifier
 
-    model, _ = train(args.data, args.per_condition, args.blanks, args.seed, args.epochs,
-                     args.processes, cache=args.cache)
-    verifier.save(model, args.output or verifier.WEIGHTS)
+    models, _ = train(args.data, args.per_condition, args.blanks, args.seed, args.epochs,
+                      args.processes, cache=args.cache, members=args.members)
+    verifier.save(models, args.output or verifier.WEIGHTS)
     print(f"wrote {args.output or verifier.WEIGHTS}")
     return 0
 

@@ -47,48 +47,64 @@ def weights_of(model):
     return [np.asarray(w, np.float32) for w in model.get_weights()]
 
 
-def save(model, path=WEIGHTS):
-    """Writes the weights (`weights_of`) to an npz, atomically."""
+def save(models, path=WEIGHTS):
+    """Writes a committee's weights (`weights_of` of each model) to an npz, atomically."""
+    arrays = {f"member{m}_{i}": w for m, model in enumerate(models)
+              for i, w in enumerate(weights_of(model))}
     tmp = f"{path}.tmp.npz"
-    np.savez(tmp, *weights_of(model))
+    np.savez(tmp, **arrays)
     os.replace(tmp, path)
 
 
 _LOADED = {}
 
 
-def _weights(path):
+def committee(path=WEIGHTS):
+    """The saved committee: a list of each member's arrays (`weights_of`)."""
     if path not in _LOADED:
         if not os.path.exists(path):
             raise FileNotFoundError(
                 f"The front end's verifier weights are missing: {path!r}. Train them with "
                 "`python -m mnist_sum_keras.frontend.train_verifier`.")
         with np.load(path) as data:
-            _LOADED[path] = [data[f"arr_{i}"] for i in range(len(data.files))]
+            members = sorted({int(name.split("_")[0][len("member"):]) for name in data.files})
+            _LOADED[path] = [[data[f"member{m}_{i}"] for i in range(
+                sum(name.startswith(f"member{m}_") for name in data.files))] for m in members]
     return _LOADED[path]
 
 
-def score(images, features, weights=None):
-    """The probability that each candidate is a digit: float (k,).
-
-    The same computation as `build`'s model, in plain TensorFlow ops on
-    constant weights (the served graph holds them).
-
-    Args:
-        images: uint8 (k, 28, 28) candidates.
-        features: float (k, len(stages.FEATURES)).
-        weights: arrays as `weights_of` gives; default: `WEIGHTS`' file.
-    """
+def _member_score(x, features, w):
     import tensorflow as tf
 
-    w = [tf.constant(a) for a in (weights if weights is not None else _weights(WEIGHTS))]
-    x = tf.cast(images, tf.float32)[..., None] / 255.0
+    w = [tf.constant(a) for a in w]
     for k in range(len(CONV_FILTERS)):
         x = tf.nn.relu(tf.nn.conv2d(x, w[2 * k], 1, "SAME") + w[2 * k + 1])
         if k < len(CONV_FILTERS) - 1:
             x = tf.nn.max_pool2d(x, 2, 2, "VALID")
     x = tf.reduce_max(x, axis=[1, 2])
-    x = tf.concat([x, tf.cast(features, tf.float32)], axis=1)
+    x = tf.concat([x, features], axis=1)
     n = 2 * len(CONV_FILTERS)
     x = tf.nn.relu(tf.matmul(x, w[n]) + w[n + 1])
     return tf.sigmoid(tf.matmul(x, w[n + 2]) + w[n + 3])[:, 0]
+
+
+def score(images, features, members=None):
+    """The probability that each candidate is a digit: float (k,), the mean of the
+    committee's members (each trained from its own seed: steadier on pictures
+    unlike the training ones).
+
+    Each member is `build`'s model, computed in plain TensorFlow ops on
+    constant weights (the served graph holds them).
+
+    Args:
+        images: uint8 (k, 28, 28) candidates.
+        features: float (k, len(stages.FEATURES)).
+        members: a list of arrays as `weights_of` gives, one per member;
+            default: `WEIGHTS`' file.
+    """
+    import tensorflow as tf
+
+    x = tf.cast(images, tf.float32)[..., None] / 255.0
+    features = tf.cast(features, tf.float32)
+    members = committee() if members is None else members
+    return tf.add_n([_member_score(x, features, w) for w in members]) / len(members)
