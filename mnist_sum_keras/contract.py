@@ -145,8 +145,9 @@ def error_text(error):
 def no_digit_words(message):
     """What to tell a person for a no-digit refusal (`BLANK_RULE` with its figures),
     from `NO_DIGIT_WORDS`; None for any other message."""
-    figures = re.search(re.escape(BLANK_FIGURES[0]) + r" \[?([-+0-9.e]+)\]? "
-                        + re.escape(BLANK_FIGURES[1]) + r" \[?([-+0-9.e]+)\]?", message)
+    # A graph's assertion prints each of its parts in brackets, words included.
+    figures = re.search(re.escape(BLANK_FIGURES[0]) + r"\]? \[?([-+0-9.e]+)\]? \[?"
+                        + re.escape(BLANK_FIGURES[1]) + r"\]? \[?([-+0-9.e]+)\]?", message)
     if BLANK_RULE not in message or figures is None:
         return None
     likelihood, extent = float(figures[1]), float(figures[2])

@@ -170,6 +170,9 @@ def test_the_verifier_in_tensorflow_ops_is_its_keras_model():
     ("probability [0] and spans [0]", "blank"),
     ("probability [0.012] and spans [0.04]", "small"),
     ("probability [0.2] and spans [0.6]", "unlike"),
+    # As a graph's assertion prints it: every part in brackets.
+    ("probability] [0.2] [and spans] [0.6] [", "unlike"),
+    ("probability] [0.2] [and spans] [0.06] [", "small"),
 ])
 def test_a_refusal_is_put_in_words_for_people(message, words):
     text = contract.refusal(contract.BLANK_RULE, f"the likeliest mark looks like a digit "

@@ -136,7 +136,7 @@ const NO_DIGIT_WORDS = {
 const SMALL_MARK = 0.1;
 
 function noDigitWords(message) {
-  const figures = /looks like a digit with probability \[?([-+0-9.e]+)\]? and spans \[?([-+0-9.e]+)\]?/.exec(message);
+  const figures = /looks like a digit with probability\]? \[?([-+0-9.e]+)\]? \[?and spans\]? \[?([-+0-9.e]+)\]?/.exec(message);
   if (!message.includes("the image is blank") || !figures) return null;
   const likelihood = Number(figures[1]), extent = Number(figures[2]);
   if (likelihood === 0) return NO_DIGIT_WORDS.blank;
