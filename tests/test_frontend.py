@@ -217,7 +217,12 @@ def test_photos_are_read_as_the_digit_by_the_release(mnist_like):
     for condition in ("clean scan", "phone photo", "ruled paper", "small in frame",
                       "coloured ink", "sheet on a table", "dim light", "tight crop"):
         picks = rng.choice(len(images), 3, replace=False)
-        pictures = [preprocess(synthetic.render(rng, images[i], condition)) for i in picks]
-        read = model.predict([np.stack(pictures), np.zeros(3, np.int32)], verbose=0)
-        right = (read["digit"].argmax(-1) == labels[picks]).sum()
+        right = 0
+        for i in picks:
+            try:
+                picture = preprocess(synthetic.render(rng, images[i], condition))
+            except ImageError:  # Refused: not read.
+                continue
+            read = model.predict([picture[None], np.zeros(1, np.int32)], verbose=0)
+            right += int(read["digit"].argmax(-1)[0] == labels[i])
         assert right >= 2, condition

@@ -123,14 +123,6 @@ def sheared(image, slope):
     return tf.transpose(tf.gather(tf.transpose(image), tf.transpose(rows), batch_dims=1))
 
 
-def window_sum(values, length):
-    """Sum of `values` (h, w) over a window of `length` along each row, centred."""
-    padded = tf.pad(values, [[0, 0], [length // 2 + 1, length - length // 2]])
-    total = tf.cumsum(padded, axis=1)
-    width = tf.shape(values)[1]
-    return total[:, length + 1:length + 1 + width] - total[:, 1:1 + width]
-
-
 def components(mask, max_steps=256):
     """Labels of the 8-connected components of a small bool mask: float (h, w), 0 off.
 

@@ -259,8 +259,8 @@ def ruled_lines(mask):
     def along_slope(i, lines):  # A loop, not unrolled: a graph of a fifth the size.
         along = kernels.sheared(half, slopes[i])
         # Centres of windows mostly on a mark, then every marked pixel of such a window.
-        centres = kernels.window_sum(along, length) >= 0.8 * tf.cast(length, tf.float32)
-        covered = tf.cast(kernels.window_sum(tf.cast(centres, tf.float32), length) > 0,
+        centres = kernels.running(along, length, 1, "sum") >= 0.8 * tf.cast(length, tf.float32)
+        covered = tf.cast(kernels.running(tf.cast(centres, tf.float32), length, 1, "sum") > 0,
                           tf.float32) * along
         return i + 1, tf.maximum(lines, kernels.sheared(covered, -slopes[i]))
 
