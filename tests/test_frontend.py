@@ -226,3 +226,58 @@ def test_photos_are_read_as_the_digit_by_the_release(mnist_like):
             read = model.predict([picture[None], np.zeros(1, np.int32)], verbose=0)
             right += int(read["digit"].argmax(-1)[0] == labels[i])
         assert right >= 2, condition
+
+
+def _exif(orientation, byte_order):
+    """An APP1 payload holding only the orientation tag, in either TIFF byte order."""
+    import struct
+
+    end = "<" if byte_order == b"II" else ">"
+    entry = struct.pack(end + "HHIHH", 0x0112, 3, 1, orientation, 0)
+    return (b"Exif\0\0" + byte_order + struct.pack(end + "HI", 42, 8)
+            + struct.pack(end + "H", 1) + entry + struct.pack(end + "I", 0))
+
+
+# How a camera stores an upright picture for each orientation tag: the inverse
+# of Pillow's `ImageOps.exif_transpose`.
+_STORED = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",
+           6: "ROTATE_90", 7: "TRANSVERSE", 8: "ROTATE_270"}
+
+
+@pytest.mark.parametrize("byte_order", [b"MM", b"II"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_when_decoding(orientation, byte_order):
+    import io
+
+    from PIL import Image
+
+    from mnist_sum_keras.frontend import decode
+
+    # Every flip and turn of this ramp differs from it by far more than JPEG's error.
+    upright = (np.add.outer(np.arange(30) * 4, np.arange(50) ** 2 // 12) % 256).astype(np.uint8)
+    stored = Image.fromarray(upright)
+    if orientation > 1:
+        stored = stored.transpose(getattr(Image.Transpose, _STORED[orientation]))
+    buffer = io.BytesIO()
+    stored.save(buffer, "JPEG", quality=95, exif=_exif(orientation, byte_order))
+    data = tf.constant(buffer.getvalue())
+    assert int(decode.exif_orientation(data)) == orientation
+    got = decode.decode(data).numpy()[..., 0].astype(int)
+    assert got.shape == upright.shape
+    assert np.abs(got - upright).mean() < 3
+
+
+def test_pictures_without_an_orientation_are_left_as_stored():
+    import io
+
+    from PIL import Image
+
+    from mnist_sum_keras.frontend import decode
+
+    pixels = np.arange(600, dtype=np.uint8).reshape(20, 30)
+    for fmt, extra in (("PNG", {}), ("JPEG", {}), ("JPEG", {"exif": Image.Exif().tobytes()})):
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, fmt, **extra)
+        data = tf.constant(buffer.getvalue())
+        assert int(decode.exif_orientation(data)) == 1, (fmt, extra)
+        assert decode.decode(data).shape[:2] == (20, 30)

@@ -34,7 +34,8 @@ def _claimed_pixels(image_bytes):
 
 
 def decode(image_bytes, shrink_to=None):
-    """Decodes one PNG, JPEG, GIF (first frame) or BMP to uint8 (height, width, channels).
+    """Decodes one PNG, JPEG, GIF (first frame) or BMP to uint8 (height, width, channels),
+    upright: a JPEG's EXIF orientation is applied (`exif_orientation`).
 
     The header's pixel count is checked against `contract.MAX_IMAGE_PIXELS`
     before decoding, so a decompression bomb never allocates its pixels.
@@ -64,6 +65,74 @@ def decode(image_bytes, shrink_to=None):
             image = tf.cond(tf.io.is_jpeg(image_bytes),
                             lambda: _decode_jpeg_shrunk(image_bytes, shrink_to),
                             lambda: tf.io.decode_image(image_bytes, expand_animations=False))
+    return upright(image, exif_orientation(image_bytes))
+
+
+# A JPEG's EXIF block (APP1) follows the start of the file and at most a JFIF
+# header: its "Exif" header is looked for within this many bytes, and its
+# first directory within this many bytes of the block.
+EXIF_SEARCH = 1024
+EXIF_BLOCK = 4096
+# Entries of the first image file directory read, at most.
+EXIF_ENTRIES = 64
+
+
+def _bytes_of(image_bytes, start, length):
+    """`length` bytes of a string from `start` as int32, zeros past its end."""
+    start = tf.minimum(start, tf.strings.length(image_bytes))
+    padded = tf.strings.join([tf.strings.substr(image_bytes, start, length),
+                              tf.constant(b"\0" * length)])
+    return tf.cast(tf.io.decode_raw(padded, tf.uint8), tf.int32)[:length]
+
+
+def exif_orientation(image_bytes):
+    """The EXIF orientation tag of a JPEG (int32 1..8), 1 when it has none.
+
+    A phone stores a portrait photo as landscape pixels plus this tag (TIFF
+    tag 0x0112 in the first directory of the APP1 segment); TensorFlow's
+    decoders ignore it. Read with tensor ops: the "Exif" header, the TIFF
+    block's byte order, and its first directory's entries.
+    """
+    head = _bytes_of(image_bytes, 0, EXIF_SEARCH + 6)
+    marker = tf.constant([ord(c) for c in "Exif"] + [0, 0], tf.int32)
+    windows = tf.stack([head[i:i + EXIF_SEARCH] for i in range(6)], axis=1)
+    hits = tf.cast(tf.where(tf.reduce_all(tf.equal(windows, marker), axis=1))[:, 0], tf.int32)
+    found = tf.io.is_jpeg(image_bytes) & (tf.size(hits) > 0)
+    block = _bytes_of(image_bytes, tf.concat([hits, [0]], 0)[0] + 6, EXIF_BLOCK)
+    little = tf.equal(block[0], ord("I")) & tf.equal(block[1], ord("I"))
+
+    def numbers(offsets, size):  # Unsigned integers at `offsets` (int32 [n]) of the block.
+        at = tf.clip_by_value(offsets[:, None] + tf.range(size)[None, :], 0, EXIF_BLOCK - 1)
+        shift = 8 * tf.where(little, tf.range(size), size - 1 - tf.range(size))
+        return tf.reduce_sum(tf.bitwise.left_shift(tf.gather(block, at), shift[None, :]), 1)
+
+    directory = numbers(tf.constant([4]), 4)[0]
+    entries = tf.minimum(numbers(directory[None], 2)[0], EXIF_ENTRIES)
+    starts = directory + 2 + 12 * tf.range(EXIF_ENTRIES)
+    wanted = tf.equal(numbers(starts, 2), 0x0112) & (tf.range(EXIF_ENTRIES) < entries)
+    value = tf.reduce_max(tf.where(wanted, numbers(starts + 8, 2), 0))
+    return tf.where(found & (value >= 1) & (value <= 8), value, 1)
+
+
+def upright(pixels, orientation):
+    """Pixels (h, w, c) as stored -> as the photographer saw them, for an EXIF
+    orientation 1..8 (what Pillow's `ImageOps.exif_transpose` does)."""
+    def mirrored(x):
+        return tf.reverse(x, [1])
+
+    def transposed(x):
+        return tf.transpose(x, [1, 0, 2])
+
+    image = tf.switch_case(orientation - 1, [
+        lambda: pixels,                                   # 1: as stored
+        lambda: mirrored(pixels),                         # 2: mirror
+        lambda: tf.reverse(pixels, [0, 1]),               # 3: turn half round
+        lambda: tf.reverse(pixels, [0]),                  # 4: flip upside down
+        lambda: transposed(pixels),                       # 5: transpose
+        lambda: mirrored(transposed(pixels)),             # 6: turn a quarter clockwise
+        lambda: tf.reverse(transposed(pixels), [0, 1]),   # 7: transverse
+        lambda: tf.reverse(transposed(pixels), [0]),      # 8: turn a quarter anticlockwise
+    ])
     image.set_shape([None, None, None])
     return image
 

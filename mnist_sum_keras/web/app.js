@@ -6,8 +6,8 @@ const MODEL_URL = "v1/models/mnist_sum:predict";   // Same origin: serve.py or a
 // threshold as mnist_sum_keras.predict.UNSURE_BELOW (a test checks they agree).
 const UNSURE_BELOW = 0.9;
 // A photo is sent re-encoded at most this many pixels a side: the browser
-// applies the camera's EXIF orientation as it draws it (TensorFlow's decoder
-// would not), and the request stays small (the model reads 384 px at most).
+// applies the camera's EXIF orientation as it draws it (the served front end
+// would too), and the request stays small (the model reads 384 px at most).
 const PHOTO_SIDE = 1024;
 const canvas = document.getElementById("canvas");
 const ctx = canvas.getContext("2d");
