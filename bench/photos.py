@@ -60,7 +60,8 @@ def photo_set(images, labels, per_condition=200, blanks=20, seed=0, held_out=Fal
 def read(signature, pictures, numbers):
     """`(digits, top probabilities, refused)` for `pictures` read one at a time.
 
-    One at a time because a refused picture fails its whole request.
+    A picture with no digit is answered `found` false (release 7 on); a release
+    before that fails the request instead, hence one picture per request.
     """
     import tensorflow as tf
 
@@ -76,9 +77,10 @@ def read(signature, pictures, numbers):
             probabilities.append(0.0)
             refused.append(True)
             continue
-        digits.append(int(out["digit"][0]))
-        probabilities.append(float(out["digit_probabilities"][0].numpy().max()))
-        refused.append(False)
+        found = bool(out["found"][0]) if "found" in out else True
+        digits.append(int(out["digit"][0]) if found else -1)
+        probabilities.append(float(out["digit_probabilities"][0].numpy().max()) if found else 0.0)
+        refused.append(not found)
     return np.array(digits), np.array(probabilities), np.array(refused)
 
 

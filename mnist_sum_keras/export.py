@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from mnist_sum_keras import contract
 from mnist_sum_keras.config import IMAGE_SHAPE, MODEL_NAME, NUM_DIGITS, NUM_SUMS
-from mnist_sum_keras.frontend import images_from_bytes
+from mnist_sum_keras.frontend import read_images
 
 # Where TF Serving looks for warm-up requests inside a version folder.
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
@@ -30,8 +30,15 @@ OUTPUT_SPECS = {"digit": tf.TensorSpec([None], tf.int64),
                 "digit_probabilities": tf.TensorSpec([None, NUM_DIGITS], tf.float32),
                 "sum_probabilities": tf.TensorSpec([None, NUM_SUMS], tf.float32)}
 # `predict_image` also answers the 28x28 picture the model read in each image,
-# so that a person can see why an answer is wrong.
-IMAGE_OUTPUT_SPECS = {**OUTPUT_SPECS, "image": tf.TensorSpec([None, *IMAGE_SHAPE], tf.uint8)}
+# so that a person can see why an answer is wrong, and whether a digit was
+# found in it: a picture without one (blank paper, noise) gets `found` false,
+# its `reason` in words, digit and sum -1 and all-zero probabilities, while
+# the batch's other pictures are answered.
+IMAGE_OUTPUT_SPECS = {**OUTPUT_SPECS, "image": tf.TensorSpec([None, *IMAGE_SHAPE], tf.uint8),
+                      "found": tf.TensorSpec([None], tf.bool),
+                      "reason": tf.TensorSpec([None], tf.string)}
+# The digit and sum of a picture with no digit.
+NO_ANSWER = -1
 
 
 def existing_versions(base_dir):
@@ -75,8 +82,13 @@ def _serving_functions(model):
                                 lambda: _answer(model, image, number), OUTPUT_SPECS)
 
     def read_and_answer(image_bytes, number):
-        images = images_from_bytes(image_bytes)
-        return {**_answer(model, images, number), "image": images}
+        images, found, reason = read_images(image_bytes)
+        answers = _answer(model, images, number)
+        for name in ("digit", "sum"):
+            answers[name] = tf.where(found, answers[name], tf.constant(NO_ANSWER, tf.int64))
+        for name in ("digit_probabilities", "sum_probabilities"):
+            answers[name] = tf.where(found[:, None], answers[name], 0.0)
+        return {**answers, "image": images, "found": found, "reason": reason}
 
     @tf.function(input_signature=[IMAGE_BYTES_SPEC, NUMBER_SPEC])
     def predict_image(image_bytes, number):

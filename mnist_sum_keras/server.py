@@ -124,14 +124,23 @@ class Servable:
                             f"'inputs' must be an object with the inputs {sorted(specs)}")
         tensors = {name: _tensor(name, columns[name], spec) for name, spec in specs.items()}
         try:
-            outputs = {k: v.numpy() for k, v in function(**tensors).items()}
+            outputs = {k: _jsonable(v.numpy()) for k, v in function(**tensors).items()}
         except tf.errors.InvalidArgumentError as e:
             raise RestError(HTTPStatus.BAD_REQUEST, contract.error_text(e)) from None
         if rows:
             count = len(next(iter(outputs.values())))
-            return {"predictions": [{k: v[i].tolist() for k, v in outputs.items()}
+            return {"predictions": [{k: v[i] for k, v in outputs.items()}
                                     for i in range(count)]}
-        return {"outputs": {k: v.tolist() for k, v in outputs.items()}}
+        return {"outputs": outputs}
+
+
+def _jsonable(array):
+    """An output as (nested) lists, a string output's bytes as text, as TF
+    Serving's JSON gives them."""
+    if array.dtype == object:
+        return [_jsonable(item) if isinstance(item, np.ndarray) else item.decode("utf-8")
+                for item in array]
+    return array.tolist()
 
 
 def _columns(instances, specs):

@@ -73,7 +73,8 @@ def parse_response(body):
 
     Accepts both answers: `{"predictions": [...]}` (row) and `{"outputs":
     {...}}` (column). A response with `"error"` raises `RuntimeError` with
-    the server's message.
+    the server's message. A `predict_image` picture with no digit (`"found":
+    false`) gives `found` False, its `reason`, and None for digit and sum.
     """
     if "error" in body:
         raise RuntimeError(f"TF Serving refused the request: {body['error']}")
@@ -89,6 +90,11 @@ def parse_response(body):
         missing = [name for name in OUTPUTS if name not in row]
         if missing:
             raise ValueError(f"TF Serving response lacks the outputs {missing}")
+        if not row.get("found", True):  # predict_image found no digit in this picture.
+            results.append({"digit": None, "sum": None, "digit_probability": None,
+                            "sum_probability": None, "found": False,
+                            "reason": row.get("reason", "")})
+            continue
         results.append({
             "digit": int(row["digit"]),
             "sum": int(row["sum"]),

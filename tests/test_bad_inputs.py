@@ -162,7 +162,6 @@ BAD_BYTES = {
     "truncated PNG": (_png(IMAGES[0])[:60], "PNG"),
     "20000x20000 PNG header": (png_claiming(20000, 20000),
                                re.escape(contract.IMAGE_BYTES_SIZE_RULE) + r".*400000000"),
-    "blank image": (_png(np.full((40, 40), 255, np.uint8)), re.escape(contract.BLANK_RULE)),
 }
 
 
@@ -172,6 +171,23 @@ def test_predict_image_refuses_bytes(signatures, case):
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
         signatures[contract.PREDICT_IMAGE_KEY](image_bytes=tf.constant([data]),
                                                number=tf.constant([1]))
+
+
+def test_predict_image_answers_each_picture_of_a_batch_with_a_blank_one(signatures):
+    # A picture with no digit is an outcome of reading, not a caller's mistake: the
+    # batch's other pictures are answered as they would be alone.
+    read = signatures[contract.PREDICT_IMAGE_KEY]
+    digit, blank = _png(IMAGES[0]), _png(np.full((40, 40), 255, np.uint8))
+    mixed = read(image_bytes=tf.constant([digit, blank, digit]), number=tf.constant([1, 2, 3]))
+    alone = read(image_bytes=tf.constant([digit, digit]), number=tf.constant([1, 3]))
+    assert mixed["found"].numpy().tolist() == [True, False, True]
+    assert mixed["reason"].numpy().tolist() == [
+        b"", contract.NO_DIGIT_WORDS["blank"].encode(), b""]
+    for key in ("digit", "sum"):
+        assert mixed[key].numpy().tolist() == [alone[key][0], -1, alone[key][1]]
+    for key in ("digit_probabilities", "sum_probabilities"):
+        np.testing.assert_allclose(mixed[key].numpy()[[0, 2]], alone[key].numpy(), atol=1e-6)
+        assert not mixed[key].numpy()[1].any()
 
 
 def test_predict_image_refuses_a_batch_of_lists(signatures):

@@ -54,7 +54,7 @@ OUTPUT_DTYPES = {"digit": tf.int64, "sum": tf.int64,
     # predict_image also answers the 28x28 picture the model read.
     (contract.PREDICT_IMAGE_KEY, {"image_bytes": (tf.string, [None]),
                                   "number": (tf.int32, [None])},
-     {**OUTPUT_DTYPES, "image": tf.uint8}),
+     {**OUTPUT_DTYPES, "image": tf.uint8, "found": tf.bool, "reason": tf.string}),
 ])
 def test_signature_names_dtypes_shapes(exported, key, inputs, outputs):
     _, _, path = exported
@@ -155,6 +155,20 @@ def test_saved_model_cli_show_and_run(exported, tmp_path):
         capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "sum_probabilities" in run.stdout
+    # predict_image through the C API as TF Serving runs it: a batch with a blank picture.
+    bar = np.full((40, 40, 1), 255, np.uint8)
+    bar[8:32, 18:22] = 0
+    pictures = [tf.io.encode_png(bar).numpy(), tf.io.encode_png(np.full_like(bar, 255)).numpy()]
+    np.save(tmp_path / "bytes.npy", np.array(pictures, object), allow_pickle=True)
+    run = subprocess.run(
+        [SAVED_MODEL_CLI, "run", "--dir", path, "--tag_set", "serve",
+         "--signature_def", contract.PREDICT_IMAGE_KEY, "--inputs",
+         f"image_bytes={tmp_path / 'bytes.npy'};number={tmp_path / 'number.npy'}"],
+        capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    found = run.stdout.split("Result for output key found:")[1].split("Result")[0]
+    assert found.split() == ["[", "True", "False]"] or found.split() == ["[True", "False]"]
+    assert contract.NO_DIGIT_WORDS["blank"] in run.stdout
 
 
 def test_the_repository_releases_the_default_model_once():

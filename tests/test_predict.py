@@ -255,6 +255,29 @@ def test_predict_script_errors(tmp_path, args, message):
     assert stdout == ""
 
 
+@pytest.mark.skipif(RELEASE is None, reason="needs the released model")
+def test_predict_script_answers_every_picture_and_names_those_with_no_digit(tmp_path):
+    import json
+
+    from mnist_sum_keras.cli import predict as predict_cli
+    from mnist_sum_keras.contract import NO_DIGIT_WORDS
+
+    digit, blank = tmp_path / "digit.png", tmp_path / "blank.png"
+    _drawing((40, 40), (5, 5, 30, 35), 0, 255).save(digit)
+    Image.new("L", (40, 40), 255).save(blank)
+    code, stdout, stderr = call_main(predict_cli.main, digit, blank, digit, "--number", "2",
+                                     "--model", RELEASE)
+    lines = stdout.splitlines()
+    assert code == 3, stderr
+    assert len(lines) == 3 and lines[0].startswith(f"{digit}: digit ") and lines[2] == lines[0]
+    assert lines[1] == f"{blank}: {NO_DIGIT_WORDS['blank']}"
+    code, stdout, _ = call_main(predict_cli.main, blank, "--number", "2", "--model", RELEASE,
+                                "--json")
+    assert code == 3
+    assert json.loads(stdout) == {"image": str(blank), "number": 2, "found": False,
+                                  "reason": NO_DIGIT_WORDS["blank"]}
+
+
 @pytest.mark.large
 @pytest.mark.skipif(not os.environ.get(DATA_ENV_VAR), reason=f"needs ${DATA_ENV_VAR}")
 @pytest.mark.skipif(RELEASE is None,

@@ -109,6 +109,22 @@ def test_predict_image_with_b64(server, exported):
     assert columns == results
 
 
+def test_predict_image_answers_a_blank_picture_as_found_false(server, exported):
+    pngs = [_png(IMAGES[0]), _png(np.full((28, 28), 255, np.uint8))]
+    status, answer = _call(server.url + PREDICT, {"signature_name": "predict_image", "instances": [
+        {"image_bytes": {"b64": base64.b64encode(p).decode()}, "number": 1} for p in pngs]})
+    assert status == 200, answer
+    blank = answer["predictions"][1]
+    assert blank["found"] is False and blank["reason"] == contract.NO_DIGIT_WORDS["blank"]
+    assert blank["digit"] == blank["sum"] == -1
+    assert answer["predictions"][0]["found"] is True and answer["predictions"][0]["reason"] == ""
+    results = serving.predict_image(pngs, [1, 1], url=server.url + PREDICT)
+    assert results[1] == {"digit": None, "sum": None, "digit_probability": None,
+                          "sum_probability": None, "found": False,
+                          "reason": contract.NO_DIGIT_WORDS["blank"]}
+    assert results[0]["digit"] == answer["predictions"][0]["digit"]
+
+
 # (request body, status, message regex): bad requests and who refuses them.
 _ROW = {"image": IMAGES[0].tolist(), "number": 3}
 BAD_REQUESTS = {

@@ -3,15 +3,17 @@
     decode.py    bytes -> pixels (the size guard, the decoders, gray levels)
     kernels.py   tensor kernels (quantiles, running windows, components)
     stages.py    paper, ink, ruled lines, the digit, MNIST's box: `to_mnist`
-    pipeline.py  the doors: `images_from_bytes` (the served graph), `preprocess`
-                 and `load_image` (eager)
+    pipeline.py  the doors: `read_images` (the served graph: an outcome per
+                 picture), `preprocess` and `load_image` (eager)
 """
 
 from mnist_sum_keras.frontend.pipeline import (  # noqa: F401  The front end's API.
     ImageError,
+    NoDigitError,
     images_from_bytes,
     load_image,
     preprocess,
     read_image,
+    read_images,
     to_mnist,
 )

@@ -20,10 +20,47 @@ class ImageError(ValueError):
     """A file or bytes that cannot be read as an image of a digit."""
 
 
+class NoDigitError(ImageError):
+    """A picture that was read but holds no digit (blank paper, noise): an outcome
+    of reading, not a caller's mistake. `words` says why, for people."""
+
+    def __init__(self, message, words):
+        super().__init__(message)
+        self.words = words
+
+
 @tf.autograph.experimental.do_not_convert
 def read_image(image_bytes):
     """One encoded image (a string scalar) -> MNIST-style uint8 (28, 28)."""
     return stages.to_mnist(decode.decode(image_bytes, shrink_to=WORK_SIZE))
+
+
+def no_digit_reason(found, likelihood, extent):
+    """Why a picture has no digit, in `contract.NO_DIGIT_WORDS`' words (a string
+    scalar); empty when it has one. The graph twin of `contract.no_digit_words`."""
+    words = contract.NO_DIGIT_WORDS
+    return tf.where(found, "", tf.where(
+        likelihood <= 0.0, words["blank"],
+        tf.where(extent < contract.SMALL_MARK, words["small"], words["unlike"])))
+
+
+@tf.autograph.experimental.do_not_convert
+def read_one(image_bytes):
+    """One encoded image -> (MNIST-style uint8 (28, 28), found, reason), never
+    refusing a picture for having no digit (its image is then what came closest)."""
+    image, found, likelihood, extent = stages.read_digit(
+        decode.decode(image_bytes, shrink_to=WORK_SIZE))
+    return image, found, no_digit_reason(found, likelihood, extent)
+
+
+@tf.function(input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
+def read_images(image_bytes):
+    """Encoded images (string [batch]) -> `(images, found, reason)`: uint8 (batch,
+    28, 28), bool (batch,) and string (batch,), one outcome per picture (the
+    served `predict_image`). Bytes that are not an image still raise."""
+    return tf.map_fn(read_one, image_bytes, fn_output_signature=(
+        tf.TensorSpec(IMAGE_SHAPE, tf.uint8), tf.TensorSpec([], tf.bool),
+        tf.TensorSpec([], tf.string)))
 
 
 # A tf.function of its own: traced once per process and called from the
@@ -71,8 +108,10 @@ def preprocess(image):
     except tf.errors.InvalidArgumentError as e:
         text = contract.error_text(e)
         words = contract.no_digit_words(text)
+        if words is None:
+            raise ImageError(text) from None
         # A person reads the words first; the rule and its figures follow.
-        raise ImageError(f"{words} ({text})" if words else text) from None
+        raise NoDigitError(f"{words} ({text})", words) from None
 
 
 def load_image(path):
@@ -90,5 +129,7 @@ def load_image(path):
         data = f.read()
     try:
         return preprocess(data)
+    except NoDigitError as e:
+        raise NoDigitError(f"No digit in {path!r}: {e}", e.words) from None
     except ImageError as e:
         raise ImageError(f"Could not read {path!r} as an image of a digit: {e}") from None

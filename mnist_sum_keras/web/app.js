@@ -174,8 +174,13 @@ async function predict() {
               `The server refused the ${what}: ` + (reply.error || response.status));
     return;
   }
-  errorBox.hidden = true;
   const p = reply.predictions[0];
+  if (p.found === false) {   // Read, but no digit in it: the reason is in words.
+    showError(p.reason);
+    unsureBox.hidden = true;
+    return;
+  }
+  errorBox.hidden = true;
   answer.textContent = `digit ${p.digit} + ${number} = sum ${p.sum}`;
   answer.dataset.digit = p.digit;
   answer.dataset.sum = p.sum;
