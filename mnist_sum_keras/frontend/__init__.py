@@ -10,7 +10,6 @@
 from mnist_sum_keras.frontend.pipeline import (  # noqa: F401  The front end's API.
     ImageError,
     NoDigitError,
-    images_from_bytes,
     load_image,
     preprocess,
     read_image,

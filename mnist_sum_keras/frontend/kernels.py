@@ -91,11 +91,10 @@ def resize(image, size, method="area"):
     return tf.image.resize(image[..., None], size, method=method)[..., 0]
 
 
-def reflected(image, pad, point=True):
-    """`image` extended by `pad` (rows, columns) past each edge: mirrored, or, with
-    `point`, as a point reflection through the edge (2 * edge - mirror: light
-    falling off towards an edge goes on falling, where a mirror makes the edge
-    a valley)."""
+def point_reflected(image, pad):
+    """`image` extended by `pad` (rows, columns) past each edge as a point reflection
+    through the edge (2 * edge - mirror): light falling off towards an edge goes
+    on falling, where a mirror would make the edge a valley that a closing fills."""
     size = tf.shape(image)
     rows = tf.range(-pad[0], size[0] + pad[0])
     cols = tf.range(-pad[1], size[1] + pad[1])
@@ -105,8 +104,6 @@ def reflected(image, pad, point=True):
 
     mirrored = tf.gather(tf.gather(image, mirror(rows, size[0])), mirror(cols, size[1]),
                          axis=1)
-    if not point:
-        return mirrored
     edge = tf.gather(tf.gather(image, tf.clip_by_value(rows, 0, size[0] - 1)),
                      tf.clip_by_value(cols, 0, size[1] - 1), axis=1)
     outside = ((rows < 0) | (rows >= size[0]))[:, None] | (
@@ -121,6 +118,11 @@ def sheared(image, slope):
     offsets = tf.cast(tf.round(slope * tf.cast(xs - size[1] // 2, tf.float32)), tf.int32)
     rows = tf.clip_by_value(tf.range(size[0])[:, None] + offsets[None, :], 0, size[0] - 1)
     return tf.transpose(tf.gather(tf.transpose(image), tf.transpose(rows), batch_dims=1))
+
+
+def border(image):
+    """The values along the four edges of a 2-D tensor, as one vector."""
+    return tf.concat([image[0], image[-1], image[:, 0], image[:, -1]], axis=0)
 
 
 def components(mask, max_steps=256):

@@ -53,6 +53,9 @@ def read_one(image_bytes):
     return image, found, no_digit_reason(found, likelihood, extent)
 
 
+# A tf.function of its own: traced once per process and called from the
+# signature's graph (and saved there as one library function), so an export
+# does not trace the front end again for each of its traces.
 @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
 def read_images(image_bytes):
     """Encoded images (string [batch]) -> `(images, found, reason)`: uint8 (batch,
@@ -61,16 +64,6 @@ def read_images(image_bytes):
     return tf.map_fn(read_one, image_bytes, fn_output_signature=(
         tf.TensorSpec(IMAGE_SHAPE, tf.uint8), tf.TensorSpec([], tf.bool),
         tf.TensorSpec([], tf.string)))
-
-
-# A tf.function of its own: traced once per process and called from the
-# signature's graph (and saved there as one library function), so an export
-# does not trace the front end again for each of its traces.
-@tf.function(input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
-def images_from_bytes(image_bytes):
-    """Encoded images (string [batch]) -> MNIST-style uint8 (batch, 28, 28)."""
-    return tf.map_fn(read_image, image_bytes,
-                     fn_output_signature=tf.TensorSpec(IMAGE_SHAPE, tf.uint8))
 
 
 _from_bytes = tf.function(read_image, input_signature=[tf.TensorSpec([], tf.string)])

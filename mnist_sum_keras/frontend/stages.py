@@ -107,7 +107,7 @@ def dark_ink_on_light_paper(gray):
     steady = kernels.pool(gray, 5, "mean")  # The range of the picture, not of its noise.
     low, high = tf.reduce_min(steady), tf.reduce_max(steady)
     # A clean picture's border is its ground (MNIST, a drawing on black) ...
-    border = tf.concat([gray[0], gray[-1], gray[:, 0], gray[:, -1]], axis=0)
+    border = kernels.border(gray)
     ground = kernels.median(border)
     clean = kernels.median(tf.abs(border - ground)) <= CLEAN_BORDER
     light_marks = clean & (ground < 0.5 * (low + high))
@@ -129,12 +129,12 @@ def paper_level(gray):
     and the edges of shadows (each exactly, however sharp: a closing keeps
     any change that runs one way through its window; where the two cross,
     approximately) and large stains. The picture is extended past its edges
-    by a point reflection (`kernels.reflected`).
+    by a point reflection (`kernels.point_reflected`).
     """
     size = tf.shape(gray)
     window = tf.maximum(tf.reduce_max(size) // 6 * 2 + 1, MIN_PAPER_WINDOW)
     pad = tf.minimum(window // 2, size - 1)
-    extended = kernels.reflected(gray, pad)
+    extended = kernels.point_reflected(gray, pad)
 
     def closing(x, window):
         return kernels.pool(kernels.pool(x, window, "max"), window, "min")
@@ -157,7 +157,7 @@ def paper_level(gray):
 def even_paper(gray):
     """Whether the picture's border is a scan's even paper (its median absolute
     deviation at most `EVEN_PAPER` of its median), and that median."""
-    border = tf.concat([gray[0], gray[-1], gray[:, 0], gray[:, -1]], axis=0)
+    border = kernels.border(gray)
     level = kernels.median(border)
     return kernels.median(tf.abs(border - level)) <= EVEN_PAPER * level, level
 
@@ -180,12 +180,8 @@ def paper_statistics(ink, sheet=None):
 
     if sheet is None:
         sheet = tf.ones_like(ink, tf.bool)
-
-    def border(x):
-        return tf.concat([x[0], x[-1], x[:, 0], x[:, -1]], axis=0)
-
     level, spread = statistics(tf.reshape(ink, [-1]), tf.reshape(sheet, [-1]))
-    border_level, border_spread = statistics(border(ink), border(sheet))
+    border_level, border_spread = statistics(kernels.border(ink), kernels.border(sheet))
     return tf.minimum(level, border_level), tf.minimum(spread, border_spread)
 
 
