@@ -45,12 +45,11 @@ def no_digit_reason(found, likelihood, extent):
 
 
 @tf.autograph.experimental.do_not_convert
-def read_one(image_bytes):
-    """One encoded image -> (MNIST-style uint8 (28, 28), found, reason), never
-    refusing a picture for having no digit (its image is then what came closest)."""
-    image, found, likelihood, extent = stages.read_digit(
+def _candidates(image_bytes):
+    """One encoded image -> its candidates for the digit (`stages.drawn_candidates`)."""
+    images, features, valid, _ = stages.drawn_candidates(
         decode.decode(image_bytes, shrink_to=WORK_SIZE))
-    return image, found, no_digit_reason(found, likelihood, extent)
+    return images, features, valid
 
 
 # A tf.function of its own: traced once per process and called from the
@@ -60,10 +59,17 @@ def read_one(image_bytes):
 def read_images(image_bytes):
     """Encoded images (string [batch]) -> `(images, found, reason)`: uint8 (batch,
     28, 28), bool (batch,) and string (batch,), one outcome per picture (the
-    served `predict_image`). Bytes that are not an image still raise."""
-    return tf.map_fn(read_one, image_bytes, fn_output_signature=(
-        tf.TensorSpec(IMAGE_SHAPE, tf.uint8), tf.TensorSpec([], tf.bool),
-        tf.TensorSpec([], tf.string)))
+    served `predict_image`). Bytes that are not an image still raise.
+
+    Each picture's candidates are found on their own (pictures differ in
+    size), then the verifier judges all of the batch's candidates at once.
+    """
+    images, features, valid = tf.map_fn(_candidates, image_bytes, fn_output_signature=(
+        tf.TensorSpec([stages.CANDIDATES, *IMAGE_SHAPE], tf.uint8),
+        tf.TensorSpec([stages.CANDIDATES, len(stages.FEATURES)], tf.float32),
+        tf.TensorSpec([stages.CANDIDATES], tf.bool)))
+    image, found, likelihood, extent = stages.choose(images, features, valid)
+    return image, found, no_digit_reason(found, likelihood, extent)
 
 
 _from_bytes = tf.function(read_image, input_signature=[tf.TensorSpec([], tf.string)])

@@ -543,24 +543,42 @@ def drawn_candidates(pixels):
     return images, tf.concat([share[:, None], features], 1), valid, masks
 
 
-def read_digit(pixels):
-    """The digit in a picture as MNIST would draw it, and whether there is one.
+def choose(images, features, valid):
+    """Each picture's digit among its candidates, and whether there is one: the
+    verifier scores every candidate of every picture in one call, the digit is
+    each picture's likeliest, and there is a digit when it is at least
+    `DIGIT_LIKELY`.
 
-    The candidates (`drawn_candidates`) are scored by the verifier; the digit
-    is the one likeliest to be a digit, and there is a digit when it is at
-    least `DIGIT_LIKELY`.
+    Args:
+        images, features, valid: `drawn_candidates`' of n pictures, stacked:
+            uint8 (n, k, 28, 28), float (n, k, len(FEATURES)), bool (n, k).
 
     Returns:
-        `(image, found, likelihood, extent)`: uint8 (28, 28) (zeros when
-        nothing stands out), bool, and the chosen candidate's verifier
+        `(image, found, likelihood, extent)`: uint8 (n, 28, 28) (zeros when
+        nothing stands out), bool (n,), and the chosen candidate's verifier
         probability and size (a share of the picture's longer side), for
         the refusal's message.
     """
+    n = tf.shape(images)[0]
+    scores = verifier.score(tf.reshape(images, [-1, *IMAGE_SHAPE]),
+                            tf.reshape(features, [-1, len(FEATURES)]))
+    likely = tf.where(valid, tf.reshape(scores, [n, CANDIDATES]), 0.0)
+    best = tf.argmax(likely, axis=1, output_type=tf.int32)
+
+    def pick(values):
+        return tf.gather(values, best, batch_dims=1)
+
+    likelihood = pick(likely)
+    return (pick(images), likelihood >= DIGIT_LIKELY, likelihood,
+            pick(features)[:, FEATURES.index("extent")])
+
+
+def read_digit(pixels):
+    """The digit in one picture as MNIST would draw it, and whether there is one
+    (`drawn_candidates`, then `choose`): `(image, found, likelihood, extent)`."""
     images, features, valid, _ = drawn_candidates(pixels)
-    likely = tf.where(valid, verifier.score(images, features), 0.0)
-    best = tf.argmax(likely)
-    return (images[best], likely[best] >= DIGIT_LIKELY, likely[best],
-            features[best, FEATURES.index("extent")])
+    image, found, likelihood, extent = choose(images[None], features[None], valid[None])
+    return image[0], found[0], likelihood[0], extent[0]
 
 
 # Plain TensorFlow ops with explicit tf.cond / tf.while_loop: autograph has nothing
