@@ -95,6 +95,29 @@ def png_claiming(width, height):
             + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
 
 
+def gif_of_frames(frame, count):
+    """A GIF of `count` copies of one picture's frame (uint8 (h, w)), each the full
+    screen: what giflib decodes frame by frame (~h*w bytes each) however few
+    bytes the copies take."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(frame).convert("P").save(buffer, "GIF")
+    data = buffer.getvalue()
+    at = 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)
+    while data[at] == 0x21:   # Extensions before the frame: kept once.
+        at += 2
+        while data[at]:
+            at += data[at] + 1
+        at += 1
+    start = at
+    flags = data[at + 9]
+    at += 11 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+    while data[at]:
+        at += data[at] + 1
+    return data[:start] + data[start:at + 1] * count + b"\x3b"
+
+
 def wait_for_file(path, process, timeout=300):
     """Waits until `path` exists or `process` (a `Popen`) has ended, at most `timeout` s."""
     deadline = time.monotonic() + timeout

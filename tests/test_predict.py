@@ -14,7 +14,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image, ImageDraw, ImageFont
 
-from conftest import RELEASE, ROOT, assert_refuses_bad_files, call_main, png_claiming
+from conftest import (RELEASE, ROOT, assert_refuses_bad_files, call_main, gif_of_frames,
+                      png_claiming)
 from mnist_sum_keras.config import DATA_ENV_VAR
 from mnist_sum_keras.contract import check_images, check_numbers
 from mnist_sum_keras.data import load_mnist
@@ -148,6 +149,33 @@ def test_decompression_bomb_is_refused(tmp_path):
     bomb.write_bytes(png_claiming(20000, 20000))
     with pytest.raises(ImageError, match="bomb.png.*at most 16,777,216 pixels.*400000000"):
         load_image(str(bomb))
+
+
+def test_a_gif_is_read_from_its_first_frame_only():
+    from mnist_sum_keras.frontend import decode
+
+    first = np.full((60, 40), 255, np.uint8)
+    first[10:50, 15:22] = 0
+    gif = gif_of_frames(first, 30)
+    assert tf.io.decode_gif(gif).shape[0] == 30
+    cut, pixels = decode._first_gif_frame(tf.constant(gif))
+    assert tf.io.decode_gif(cut).shape[0] == 1 and int(pixels) == 60 * 40
+    np.testing.assert_array_equal(decode.decode(tf.constant(gif)).numpy()[..., 0], first)
+    # A frame larger than the screen its header claims counts, not the screen.
+    at = gif.index(b"\x2c", 13)
+    huge = gif[:at + 5] + (5000).to_bytes(2, "little") * 2 + gif[at + 9:]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="(?s)at most 16,777,216.*25000000"):
+        decode.decode(tf.constant(huge))
+
+
+def test_a_large_picture_is_shrunk_before_its_gray_levels_with_the_same_result():
+    from mnist_sum_keras.frontend import decode, kernels, stages
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (stages.SHRINK_FIRST + 100, 700, 3), dtype=np.uint8)
+    size = [stages.WORK_SIZE, round(700 * stages.WORK_SIZE / (stages.SHRINK_FIRST + 100))]
+    expected = kernels.resize(decode.gray_on_white(tf.constant(pixels)), size)
+    np.testing.assert_allclose(stages.working_gray(tf.constant(pixels)), expected, atol=1e-3)
 
 
 @pytest.mark.parametrize("numbers,count,match", [

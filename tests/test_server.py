@@ -9,6 +9,7 @@ for a bad request and 404 for an unknown model or version.
 import base64
 import concurrent.futures
 import dataclasses
+import io
 import json
 import os
 import re
@@ -23,7 +24,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import ROOT, Running, call_main, synthetic_digits
+from conftest import ROOT, Running, call_main, gif_of_frames, synthetic_digits
 from mnist_sum_keras import contract, serving
 from mnist_sum_keras.config import Config
 from mnist_sum_keras.export import export_saved_model
@@ -286,6 +287,78 @@ def test_serve_script_starts_answers_and_stops_on_ctrl_c(exported):
         process.kill()
     assert process.returncode == 0, err
     assert "Stopped." in out and "Traceback" not in err
+
+
+def _start_serve_script(model_dir, *args):
+    """`scripts/serve.py` in a process of its own: `(process, url)`."""
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "scripts", "serve.py"), "--model", model_dir,
+         "--port", "0", "--quiet", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # SIGINT back to its default, as in a terminal (a shell's background jobs ignore it).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    for line in process.stdout:
+        if line.startswith("Page: "):
+            return process, re.search(r"http://[\d.]+:\d+", line).group(0)
+    raise AssertionError(f"serve.py did not start: {process.stderr.read()}")
+
+
+def _peak_memory_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmHWM:\s+(\d+) kB", f.read()).group(1)) / 1024
+
+
+def _encoded(pixels, fmt, **options):
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+@pytest.mark.large  # A server process, and pictures of 4096x4096.
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc (Linux)")
+def test_picture_bombs_cost_bounded_memory_and_other_requests_are_answered(exported):
+    """Four requests of pictures that decode to 4096x4096 each, at once, with
+    ordinary requests among them: the server's peak memory grows by less than
+    1 GB (before reading a GIF's first frame alone, one of these GIFs took
+    ~17 MB a frame), and every ordinary request is answered right."""
+    side = 4096
+    sheet = np.full((side, side), 250, np.uint8)
+    sheet[1000:3000, 1900:2200] = 20
+    rgba = np.dstack([sheet] * 3 + [np.full_like(sheet, 255)])
+    bombs = [
+        [gif_of_frames(sheet, 120)],                                  # ~2 GB of frames
+        [_encoded(rgba, "PNG")] * 10,                                  # 10 x 268 MB as float
+        [_encoded(np.dstack([sheet] * 3), "JPEG", progressive=True)] * 4,
+        [gif_of_frames(sheet, 120)],
+    ]
+    ordinary = [[_png(image)] for image in IMAGES] * 3
+    process, url = _start_serve_script(exported[0])
+    watchdog = threading.Timer(300, process.kill)   # Bounds every wait below.
+    watchdog.start()
+    try:
+        def ask(pictures):
+            return _call(url + PREDICT, serving.build_image_request(pictures, [7] * len(pictures)))
+
+        expected = ask(ordinary[0])
+        assert expected[0] == 200, expected
+        before = _peak_memory_mb(process.pid)
+        with concurrent.futures.ThreadPoolExecutor(len(bombs) + len(ordinary)) as pool:
+            bomb_answers = [pool.submit(ask, pictures) for pictures in bombs]
+            answers = [pool.submit(ask, pictures) for pictures in ordinary]
+            answers = [a.result() for a in answers]
+            bomb_answers = [a.result() for a in bomb_answers]
+        growth = _peak_memory_mb(process.pid) - before
+        assert process.poll() is None
+        assert [a[0] for a in bomb_answers] == [200] * len(bombs), bomb_answers
+        for (code, answer), pictures in zip(answers, ordinary):
+            assert code == 200 and answer == ask(pictures)[1]
+        assert growth < 1024, f"peak memory grew by {growth:.0f} MB"
+    finally:
+        watchdog.cancel()
+        process.kill()
+        process.communicate()
 
 
 def test_serve_script_refuses_a_folder_without_a_model(tmp_path):

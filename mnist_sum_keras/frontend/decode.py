@@ -26,11 +26,63 @@ def _claimed_pixels(image_bytes):
         (tf.io.is_jpeg(image_bytes),              # the SOF marker, parsed by TF
          lambda: tf.reduce_prod(tf.cast(tf.io.extract_jpeg_shape(image_bytes)[:2],
                                         tf.int64))),
-        (tf.equal(tf.strings.substr(magic, 0, 3), b"GIF"),  # logical screen size
-         lambda: tf.reduce_prod(_header_uint(image_bytes, 6, 2, tf.uint16, True))),
+        (_is_gif(image_bytes),   # the logical screen, or the first frame if larger
+         lambda: tf.maximum(tf.reduce_prod(_header_uint(image_bytes, 6, 2, tf.uint16, True)),
+                            _first_gif_frame(image_bytes)[1])),
         (tf.equal(tf.strings.substr(magic, 0, 2), b"BM"),   # BITMAPINFOHEADER
          lambda: tf.reduce_prod(_header_uint(image_bytes, 18, 2, tf.int32, True))),
     ], default=lambda: tf.constant(-1, tf.int64), exclusive=True)
+
+
+def _is_gif(image_bytes):
+    return tf.equal(tf.strings.substr(image_bytes, 0, 3), b"GIF")
+
+
+# Blocks walked to find the end of a GIF's first frame, at most: its data
+# comes in sub-blocks of up to 255 bytes, so this covers any GIF of up to
+# ~16 MB (bytes beyond are left for the decoder to refuse).
+GIF_BLOCKS = 1 << 16
+
+
+def _first_gif_frame(image_bytes):
+    """A GIF cut after its first frame: `(bytes, pixels)`, the header, the
+    extensions before the frame and the frame itself followed by the trailer,
+    and the pixel count its image descriptor claims (int64).
+
+    Walks the GIF's blocks (GIF89a: extensions 0x21 and the image descriptor
+    0x2C, each followed by sub-blocks of a length byte and that many bytes,
+    ending with a zero length) with tensor ops. A GIF that ends early or holds
+    something else is cut where the walk stopped, and the decoder refuses it.
+    """
+    codes = tf.cast(tf.io.decode_raw(tf.strings.join([image_bytes, b"\0" * 16]), tf.uint8),
+                    tf.int32)
+    last = tf.size(codes) - 1
+
+    def at(i):
+        return tf.gather(codes, tf.minimum(i, last))
+
+    def table(flags):  # Bytes of a colour table its flags announce.
+        return tf.where(flags >= 128, 3 * tf.bitwise.left_shift(2, flags % 8), 0)
+
+    start = 13 + table(at(10))
+    # mode 0: at a block; 1: in an extension's sub-blocks; 2: in the frame's; 3: done.
+    def step(at_, mode, pixels):
+        byte = at(at_)
+        block = tf.where(byte == 0x21, 1, tf.where(byte == 0x2C, 2, 3))
+        frame_pixels = tf.cast((at(at_ + 5) + 256 * at(at_ + 6)) * (at(at_ + 7) + 256 * at(
+            at_ + 8)), tf.int64)
+        after_block = tf.where(byte == 0x21, at_ + 2, at_ + 11 + table(at(at_ + 9)))
+        after_sub_block = at_ + byte + 1
+        ended = byte == 0
+        return (tf.where(mode == 0, tf.where(block == 3, at_, after_block), after_sub_block),
+                tf.where(mode == 0, block,
+                         tf.where(ended, tf.where(mode == 2, 3, 0), mode)),
+                tf.where((mode == 0) & (block == 2), frame_pixels, pixels))
+
+    end, _, pixels = tf.while_loop(lambda at_, mode, _: (mode != 3) & (at_ <= last), step,
+                                   (start, tf.constant(0), tf.constant(0, tf.int64)),
+                                   maximum_iterations=GIF_BLOCKS)
+    return tf.strings.join([tf.strings.substr(image_bytes, 0, end), b"\x3b"]), pixels
 
 
 def decode(image_bytes, shrink_to=None):
@@ -59,6 +111,10 @@ def decode(image_bytes, shrink_to=None):
             contract.IMAGE_BYTES_SIZE_RULE, "a header claiming"), pixels, "pixels"]),
     ]
     with tf.control_dependencies(checks):
+        # giflib reads every frame of a GIF into memory (~17 MB each at
+        # 4096x4096, hundreds in a few MB of bytes) before TF keeps the first.
+        image_bytes = tf.cond(_is_gif(image_bytes),
+                              lambda: _first_gif_frame(image_bytes)[0], lambda: image_bytes)
         if shrink_to is None:
             image = tf.io.decode_image(image_bytes, expand_animations=False)
         else:

@@ -12,6 +12,9 @@ DIGIT_BOX = 20
 # 12 MP photo is shrunk (averaging, which also cuts its sensor noise) before
 # any other work. Smaller pictures are read as they are.
 WORK_SIZE = 384
+# ... and a picture larger than this on its longer side is shrunk before it
+# becomes gray levels (`working_gray`: memory).
+SHRINK_FIRST = 1024
 # The skew of a picture's detail that tells dark marks on light ground from
 # light on dark (`dark_ink_on_light_paper`).
 CLEAR_SKEW = 1.0
@@ -74,13 +77,26 @@ DIGIT_LIKELY = 0.15
 
 
 def working_gray(pixels):
-    """uint8 (h, w, c) -> float32 gray levels, shrunk to at most `WORK_SIZE` a side."""
-    gray = decode.gray_on_white(pixels)
-    size = tf.shape(gray)[:2]
+    """uint8 (h, w, c) -> float32 gray levels, shrunk to at most `WORK_SIZE` a side.
+
+    A picture more than `SHRINK_FIRST` pixels on its longer side is averaged
+    down in its own channels first, reading its uint8 pixels directly: a
+    4096x4096 RGBA PNG never becomes the ~270 MB of float32 that its gray
+    levels at full size would take (the same gray levels for an opaque picture).
+    """
+    size = tf.shape(pixels)[:2]
     longer = tf.reduce_max(size)
     scaled = tf.maximum(1, tf.cast(tf.round(
         tf.cast(size, tf.float32) * WORK_SIZE / tf.cast(longer, tf.float32)), tf.int32))
-    return tf.cond(longer > WORK_SIZE, lambda: kernels.resize(gray, scaled), lambda: gray)
+
+    def shrunk_first():
+        return decode.gray_on_white(tf.raw_ops.ResizeArea(images=pixels[None], size=scaled)[0])
+
+    def gray_then_shrunk():
+        gray = decode.gray_on_white(pixels)
+        return tf.cond(longer > WORK_SIZE, lambda: kernels.resize(gray, scaled), lambda: gray)
+
+    return tf.cond(longer > SHRINK_FIRST, shrunk_first, gray_then_shrunk)
 
 
 def dark_ink_on_light_paper(gray):
