@@ -22,9 +22,10 @@ def cumulative_sum(counts):
     n = counts.shape[0]
     rows = 1 << ((n.bit_length() - 1) // 2)
     grid = tf.reshape(tf.cast(counts, tf.float32), [rows, n // rows])
+    # Triangles of ones (built in the graph: constants would fill the SavedModel).
     within = tf.matmul(grid, tf.linalg.band_part(tf.ones([n // rows, n // rows]), 0, -1))
-    before = tf.matmul(tf.linalg.band_part(tf.ones([rows, rows]), -1, 0)
-                       - tf.eye(rows), tf.reduce_sum(grid, 1, keepdims=True))
+    before = tf.matmul(tf.linalg.band_part(tf.ones([rows, rows]), -1, 0) - tf.eye(rows),
+                       tf.reduce_sum(grid, 1, keepdims=True))
     return tf.cast(tf.reshape(within + before, [-1]), tf.int32)
 
 
@@ -55,9 +56,11 @@ def median(values):
     return 0.5 * (values[(n - 1) // 2] + values[n // 2])
 
 
-def _along(x, start, length, axis):
-    """`length` entries of a 2-D tensor from `start` along `axis`."""
-    return x[start:start + length] if axis == 0 else x[:, start:start + length]
+def _along(x, start, cut, axis):
+    """A 2-D tensor along `axis` from `start`, less `cut` entries at its end (ints:
+    one slice with constant bounds)."""
+    stop = -cut if cut else None
+    return x[start:stop] if axis == 0 else x[:, start:stop]
 
 
 def running(x, window, axis, kind):
@@ -73,7 +76,6 @@ def running(x, window, axis, kind):
     Args:
         window: an int, or an int32 scalar tensor at most 4096.
     """
-    length = tf.shape(x)[axis]
     before = window // 2
     after = window - 1 - before
     fill = {"sum": 0.0, "max": -1e30, "min": 1e30}[kind]
@@ -81,19 +83,19 @@ def running(x, window, axis, kind):
                constant_values=fill)
     op = {"sum": tf.add, "max": tf.maximum, "min": tf.minimum}[kind]
     if isinstance(window, int):
-        # blocks[k][i] covers x[i:i + 2**k] (padded).
+        # blocks[k][i] covers x[i:i + 2**k] (padded), and has window - 2**k more
+        # entries than the answer.
         blocks, span = [x], 1
         while 2 * span <= window:
-            blocks.append(op(_along(blocks[-1], 0, tf.shape(blocks[-1])[axis] - span, axis),
-                             _along(blocks[-1], span, tf.shape(blocks[-1])[axis] - span, axis)))
+            blocks.append(op(_along(blocks[-1], 0, span, axis), _along(blocks[-1], span, 0, axis)))
             span *= 2
         if kind != "sum":  # Two blocks that overlap cover the window.
-            return op(_along(blocks[-1], 0, length, axis),
-                      _along(blocks[-1], window - span, length, axis))
+            return op(_along(blocks[-1], 0, window - span, axis),
+                      _along(blocks[-1], window - span, 0, axis))
         out, offset = None, 0  # Blocks of the window's binary digits, one after another.
         for k in reversed(range(len(blocks))):
             if window & (1 << k):
-                part = _along(blocks[k], offset, length, axis)
+                part = _along(blocks[k], offset, window - (1 << k) - offset, axis)
                 out = part if out is None else out + part
                 offset += 1 << k
         return out
@@ -101,6 +103,7 @@ def running(x, window, axis, kind):
         shape = tf.stack([window, 1, 1, 1] if axis == 0 else [1, window, 1, 1])
         return tf.nn.conv2d(x[None, :, :, None], tf.ones(shape), 1, "VALID")[0, :, :, 0]
     padded = tf.shape(x)[axis]
+    length = padded - window + 1
 
     def ahead(v, step):  # v[i + step], the padding's fill past the end.
         return tf.gather(v, tf.minimum(tf.range(padded) + step, padded - 1), axis=axis)
@@ -110,7 +113,8 @@ def running(x, window, axis, kind):
 
     x, span = tf.while_loop(lambda x, span: 2 * span <= window, double, (x, tf.constant(1)),
                             maximum_iterations=12)
-    return _along(op(x, ahead(x, window - span)), 0, length, axis)
+    out = op(x, ahead(x, window - span))
+    return out[:length] if axis == 0 else out[:, :length]
 
 
 def _inside(n, window):
