@@ -1,11 +1,18 @@
 """Serving speed: pairs/s and latency through the served signature against Keras' paths,
-and the wall-clock of the 100,000-pair evaluation through it.
+the wall-clock of the 100,000-pair evaluation through it, and pictures/s through
+`predict_image`.
 
     python -m bench.serving [--data PATH] [--quick] [--model FILE.keras]
+    python -m bench.serving [--data PATH] --pictures SAVED_MODEL_DIR [...]
 
 Run alone, it measures a released `.keras` model (default: the newest under
 saved_models/mnist_sum/), exported afresh to `--work-dir`. Writes `serving`
 and `exhaustive_eval` into bench/results.json (its other parts are kept).
+
+`--pictures` times only `predict_image`, for each SavedModel given, in one
+run (compare releases as ratios on one machine): MNIST test digits as 28x28
+PNGs and as 200x200 PNGs (inverted: dark on white), 100 in one request,
+best of 3, and one 12 MP phone JPEG, median of 7.
 """
 
 import os
@@ -60,6 +67,54 @@ def serving_speed(model, saved_model_path, images, calls, batch):
     return rows
 
 
+def picture_speed(saved_model_path, images, batch=100, repeats=3):
+    """`predict_image` on small pictures and a phone photo: `{"28px PNG": images/s,
+    "200px PNG": images/s, "12 MP JPEG ms": ms}`, and how many small pictures it
+    found a digit in (all of them, unless it reads worse)."""
+    import io
+
+    from PIL import Image
+
+    from bench.photos import big_photo, seconds_per_photo
+
+    def png(pixels):
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, "PNG")
+        return buffer.getvalue()
+
+    sets = {"28px PNG": [png(x) for x in images[:batch]],
+            "200px PNG": [png(np.asarray(Image.fromarray(255 - x).resize((200, 200),
+                                                                         Image.BILINEAR)))
+                          for x in images[:batch]]}
+    signature = tf.saved_model.load(saved_model_path).signatures["predict_image"]
+    row, found = {}, {}
+    for name, pictures in sets.items():
+        args = {"image_bytes": tf.constant(pictures),
+                "number": tf.zeros([len(pictures)], tf.int32)}
+        signature(**args)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            out = signature(**args)
+            found[name] = int(np.sum(out["found"])) if "found" in out else len(pictures)
+            times.append(time.perf_counter() - start)
+        row[name] = len(pictures) / min(times)
+    row["12 MP JPEG ms"] = 1000 * seconds_per_photo(
+        saved_model_path, big_photo(np.random.default_rng([0, 200]), images[0]))
+    return row, found
+
+
+def format_pictures(rows):
+    """`picture_speed`'s rows (`{path: (row, found)}`) as a table, with ratios to the first."""
+    first = next(iter(rows.values()))[0]
+    lines = ["predict_image: 100 pictures in one request (images/s), one 12 MP JPEG (ms)"]
+    for path, (row, found) in rows.items():
+        cells = [f"{name} {value:.0f} ({value / first[name]:.2f}x)" for name, value in row.items()]
+        lines.append(f"   {path}: " + "; ".join(cells)
+                     + f"; digits found {found['28px PNG']} and {found['200px PNG']}")
+    return "\n".join(lines)
+
+
 def exhaustive_eval_seconds(saved_model_path, images, digits):
     """Wall-clock of the 100,000-pair evaluation through the served signature."""
     served = SavedModelPredictor(saved_model_path)
@@ -96,7 +151,15 @@ def main(argv=None):
                         help="a .keras file (default: the newest release's)")
     parser.add_argument("--work-dir", default=os.path.join("bench", "work"),
                         help="where the model is exported (served/<version>)")
+    parser.add_argument("--pictures", nargs="+", metavar="SAVED_MODEL_DIR",
+                        help="only time predict_image of these SavedModels, in one run")
     args = parser.parse_args(argv)
+    if args.pictures:
+        _, splits = common.config_and_splits(args.data, True)
+        images = splits["test"][0]
+        rows = {path: picture_speed(path, images) for path in args.pictures}
+        print(format_machine(machine()) + "\n\n" + format_pictures(rows))
+        return 0
     import mnist_sum_keras.model  # noqa: F401  Registers the custom layers.
 
     path = args.model or latest_version(RELEASED)

@@ -47,9 +47,7 @@ def no_digit_reason(found, likelihood, extent):
 @tf.autograph.experimental.do_not_convert
 def _candidates(image_bytes):
     """One encoded image -> its candidates for the digit (`stages.drawn_candidates`)."""
-    images, features, valid, _ = stages.drawn_candidates(
-        decode.decode(image_bytes, shrink_to=WORK_SIZE))
-    return images, features, valid
+    return stages.traced_candidates(decode.decode(image_bytes, shrink_to=WORK_SIZE))
 
 
 # A tf.function of its own: traced once per process and called from the

@@ -589,10 +589,19 @@ def choose(images, features, valid):
             pick(features)[:, FEATURES.index("extent")])
 
 
+# Traced once per process, then called from every graph that reads a picture
+# (the served signature, `preprocess`, `to_mnist`), which each hold one call.
+@tf.function(input_signature=[tf.TensorSpec([None, None, None], tf.uint8)], autograph=False)
+def traced_candidates(pixels):
+    """`drawn_candidates` without the masks: `(images, features, valid)`."""
+    images, features, valid, _ = drawn_candidates(pixels)
+    return images, features, valid
+
+
 def read_digit(pixels):
     """The digit in one picture as MNIST would draw it, and whether there is one
     (`drawn_candidates`, then `choose`): `(image, found, likelihood, extent)`."""
-    images, features, valid, _ = drawn_candidates(pixels)
+    images, features, valid = traced_candidates(pixels)
     image, found, likelihood, extent = choose(images[None], features[None], valid[None])
     return image[0], found[0], likelihood[0], extent[0]
 
