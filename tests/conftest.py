@@ -176,6 +176,19 @@ def tiny_datasets():
 
 
 @pytest.fixture(scope="session")
+def tiny_served(tmp_path_factory):
+    """An untrained tiny model exported once for the session (both signatures):
+    `(model, base folder, version folder)`. Tests only read it."""
+    from mnist_sum_keras.export import export_saved_model
+    from mnist_sum_keras.model import build_model
+
+    model = build_model(dataclasses.replace(Config(), conv_filters=(4,), feature_units=8,
+                                            sum_units=(8,)))
+    base = str(tmp_path_factory.mktemp("served") / "mnist_sum")
+    return model, base, export_saved_model(model, base)
+
+
+@pytest.fixture(scope="session")
 def tiny_release(tmp_path_factory):
     """One real `train.run` of `TINY_CONFIG` on `tiny_datasets`, shared by the session.
 

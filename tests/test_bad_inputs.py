@@ -92,15 +92,13 @@ DOORS = ("api", "rest", "model.predict", "model", "served", "predict_image")
 
 
 @pytest.fixture(scope="module")
-def model():
-    return build_model(dataclasses.replace(Config(), conv_filters=(4,), feature_units=8,
-                                           sum_units=(8,)))
+def model(tiny_served):
+    return tiny_served[0]
 
 
 @pytest.fixture(scope="module")
-def signatures(model, tmp_path_factory):
-    path = export_saved_model(model, str(tmp_path_factory.mktemp("bad") / "mnist_sum"))
-    return tf.saved_model.load(path).signatures
+def signatures(tiny_served):
+    return tf.saved_model.load(tiny_served[2]).signatures
 
 
 def _call(door, model, signatures, image, number):

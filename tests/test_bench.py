@@ -184,21 +184,15 @@ def test_augmentation_bench_times_each_candidate():
     assert all(float(line.split()[1]) > 0 for line in lines)
 
 
-def test_drawn_set_is_fixed_and_scored_through_predict_image(tmp_path, capsys):
-    import dataclasses
-
+def test_drawn_set_is_fixed_and_scored_through_predict_image(tiny_served, capsys):
     import numpy as np
 
     from bench import drawn
-    from mnist_sum_keras.export import export_saved_model
-    from mnist_sum_keras.model import build_model
 
     first, again = drawn.stroked(np.random.default_rng(0), per_digit=2), \
         drawn.stroked(np.random.default_rng(0), per_digit=2)
     assert first == again and [d for d, _ in first] == [d for d in range(10) for _ in (0, 1)]
-    model = build_model(dataclasses.replace(Config(), conv_filters=(4,), feature_units=8,
-                                            sum_units=(8,)))
-    path = export_saved_model(model, str(tmp_path / "mnist_sum"))
+    path = tiny_served[2]
     digits = np.array([d for d, _ in first])
     rows = drawn.score(path, {"pen strokes": (digits, [b for _, b in first])})
     right, sums, count = rows["pen strokes"]
@@ -297,14 +291,10 @@ def test_posthoc_reads_screened_runs_on_validation_only(tmp_path):
     assert code == 2 and "validation split" in err
 
 
-def test_foreign_digits_are_uci_and_read_both_ways(tmp_path):
-    import dataclasses
-
+def test_foreign_digits_are_uci_and_read_both_ways(tiny_served):
     import numpy as np
 
     from bench import foreign
-    from mnist_sum_keras.export import export_saved_model
-    from mnist_sum_keras.model import build_model
 
     digits, images = foreign.uci_digits()
     assert images.shape == (1797, 8, 8) and images.dtype == np.uint8
@@ -314,9 +304,7 @@ def test_foreign_digits_are_uci_and_read_both_ways(tmp_path):
     rows, cols = np.nonzero(laid_out[0] > 25)
     assert max(rows.max() - rows.min(), cols.max() - cols.min()) + 1 <= 20
     assert laid_out[0, :2].max() == 0 and laid_out[0, :, -2:].max() == 0
-    model = build_model(dataclasses.replace(Config(), conv_filters=(4,), feature_units=8,
-                                            sum_units=(8,)))
-    path = export_saved_model(model, str(tmp_path / "mnist_sum"))
+    path = tiny_served[2]
     pictures = {name: [foreign.picture(255 - image if dark else image, side)
                        for image in images[:12]] for name, side, dark in foreign.PICTURES}
     result = foreign.score(path, digits[:12], laid_out, pictures)

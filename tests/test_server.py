@@ -32,12 +32,9 @@ from mnist_sum_keras.model import build_model
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    model = build_model(dataclasses.replace(Config(), conv_filters=(4,), feature_units=8,
-                                            sum_units=(8,)))
-    base = str(tmp_path_factory.mktemp("serve") / "mnist_sum")
-    export_saved_model(model, base)
-    return base, tf.saved_model.load(os.path.join(base, "1")).signatures
+def exported(tiny_served):
+    _, base, path = tiny_served
+    return base, tf.saved_model.load(path).signatures
 
 
 @pytest.fixture(scope="module")
