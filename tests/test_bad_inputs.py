@@ -8,7 +8,6 @@ and `predict_image` signatures, and `scripts/predict.py`. A new case is one
 line; `DOORS` says where a row does not apply and why.
 """
 
-import dataclasses
 import io
 import re
 
@@ -21,9 +20,6 @@ from conftest import call_main, png_claiming, write_npz
 from mnist_sum_keras import contract, serving
 from mnist_sum_keras.cli import evaluate as evaluate_cli
 from mnist_sum_keras.cli import train as train_cli
-from mnist_sum_keras.config import Config
-from mnist_sum_keras.export import export_saved_model
-from mnist_sum_keras.model import build_model
 from mnist_sum_keras.predict import predict_digits
 
 IMAGES = np.zeros((3, 28, 28), np.uint8)

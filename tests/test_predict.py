@@ -14,8 +14,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image, ImageDraw, ImageFont
 
-from conftest import (RELEASE, ROOT, assert_refuses_bad_files, call_main, gif_of_frames,
-                      png_claiming)
+from conftest import RELEASE, ROOT, assert_refuses_bad_files, call_main, gif_of_frames, png_claiming
 from mnist_sum_keras.config import DATA_ENV_VAR
 from mnist_sum_keras.contract import check_images, check_numbers
 from mnist_sum_keras.data import load_mnist

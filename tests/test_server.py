@@ -8,7 +8,6 @@ for a bad request and 404 for an unknown model or version.
 
 import base64
 import concurrent.futures
-import dataclasses
 import io
 import json
 import os
@@ -26,9 +25,6 @@ import tensorflow as tf
 
 from conftest import ROOT, Running, call_main, gif_of_frames, synthetic_digits
 from mnist_sum_keras import contract, serving
-from mnist_sum_keras.config import Config
-from mnist_sum_keras.export import export_saved_model
-from mnist_sum_keras.model import build_model
 
 
 @pytest.fixture(scope="module")
