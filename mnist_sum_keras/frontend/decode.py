@@ -26,9 +26,8 @@ def _claimed_pixels(image_bytes):
         (tf.io.is_jpeg(image_bytes),              # the SOF marker, parsed by TF
          lambda: tf.reduce_prod(tf.cast(tf.io.extract_jpeg_shape(image_bytes)[:2],
                                         tf.int64))),
-        (_is_gif(image_bytes),   # the logical screen, or the first frame if larger
-         lambda: tf.maximum(tf.reduce_prod(_header_uint(image_bytes, 6, 2, tf.uint16, True)),
-                            _first_gif_frame(image_bytes)[1])),
+        (_is_gif(image_bytes),   # the logical screen (its first frame: `decode`)
+         lambda: tf.reduce_prod(_header_uint(image_bytes, 6, 2, tf.uint16, True))),
         (tf.equal(tf.strings.substr(magic, 0, 2), b"BM"),   # BITMAPINFOHEADER
          lambda: tf.reduce_prod(_header_uint(image_bytes, 18, 2, tf.int32, True))),
     ], default=lambda: tf.constant(-1, tf.int64), exclusive=True)
@@ -102,7 +101,13 @@ def decode(image_bytes, shrink_to=None):
         tf.errors.InvalidArgumentError: an unknown format, a bomb, or bytes
             that do not decode.
     """
-    pixels = _claimed_pixels(image_bytes)
+    # giflib reads every frame of a GIF into memory (~17 MB each at 4096x4096,
+    # hundreds in a few MB of bytes) before TF keeps the first: a GIF is cut
+    # after its first frame, whose own size counts as the screen's does.
+    image_bytes, frame_pixels = tf.cond(
+        _is_gif(image_bytes), lambda: _first_gif_frame(image_bytes),
+        lambda: (image_bytes, tf.constant(-1, tf.int64)))
+    pixels = tf.maximum(_claimed_pixels(image_bytes), frame_pixels)
     checks = [
         tf.debugging.Assert(pixels >= 0, [contract.refusal(
             contract.IMAGE_BYTES_FORMAT_RULE, "bytes starting with"),
@@ -111,10 +116,6 @@ def decode(image_bytes, shrink_to=None):
             contract.IMAGE_BYTES_SIZE_RULE, "a header claiming"), pixels, "pixels"]),
     ]
     with tf.control_dependencies(checks):
-        # giflib reads every frame of a GIF into memory (~17 MB each at
-        # 4096x4096, hundreds in a few MB of bytes) before TF keeps the first.
-        image_bytes = tf.cond(_is_gif(image_bytes),
-                              lambda: _first_gif_frame(image_bytes)[0], lambda: image_bytes)
         if shrink_to is None:
             image = tf.io.decode_image(image_bytes, expand_animations=False)
         else:
