@@ -8,7 +8,7 @@ for a bad request and 404 for an unknown model or version.
 
 import base64
 import concurrent.futures
-import io
+import contextlib
 import json
 import os
 import re
@@ -254,59 +254,47 @@ def test_forwarding_to_tf_serving(server):
         assert code == 502 and "unreachable" in answer["error"]
 
 
-@pytest.mark.large
-def test_serve_script_starts_answers_and_stops_on_ctrl_c(exported):
+@contextlib.contextmanager
+def _serve_script(model_dir, timeout=300):
+    """`scripts/serve.py` in a process of its own, killed after `timeout` seconds
+    at the latest (bounding every wait, its start included): `(process, url)`."""
     process = subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "scripts", "serve.py"), "--model", exported[0],
+        [sys.executable, os.path.join(ROOT, "scripts", "serve.py"), "--model", model_dir,
          "--port", "0", "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         # SIGINT back to its default, as in a terminal (a shell's background jobs ignore it).
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    watchdog = threading.Timer(120, process.kill)   # Bounds every wait below.
+    watchdog = threading.Timer(timeout, process.kill)
     watchdog.start()
     try:
-        lines = []
+        line = ""
         for line in process.stdout:
-            lines.append(line)
             if line.startswith("Page: "):
                 break
-        url = re.search(r"http://[\d.]+:\d+", lines[-1]).group(0)
+        url = re.search(r"http://[\d.]+:\d+", line)
+        assert url, f"serve.py did not start: {line!r}"
+        yield process, url.group(0)
+    finally:
+        watchdog.cancel()
+        process.kill()
+        if process.returncode is None:   # Not yet collected by the test.
+            process.communicate()
+
+
+@pytest.mark.large
+def test_serve_script_starts_answers_and_stops_on_ctrl_c(exported):
+    with _serve_script(exported[0], timeout=120) as (process, url):
         assert url.startswith("http://127.0.0.1:")   # Loopback unless told otherwise.
         assert _call(url + "/v1/models/mnist_sum")[0] == 200
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=60)
-    finally:
-        watchdog.cancel()
-        process.kill()
     assert process.returncode == 0, err
     assert "Stopped." in out and "Traceback" not in err
-
-
-def _start_serve_script(model_dir, *args):
-    """`scripts/serve.py` in a process of its own: `(process, url)`."""
-    process = subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "scripts", "serve.py"), "--model", model_dir,
-         "--port", "0", "--quiet", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        # SIGINT back to its default, as in a terminal (a shell's background jobs ignore it).
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    for line in process.stdout:
-        if line.startswith("Page: "):
-            return process, re.search(r"http://[\d.]+:\d+", line).group(0)
-    raise AssertionError(f"serve.py did not start: {process.stderr.read()}")
 
 
 def _peak_memory_mb(pid):
     with open(f"/proc/{pid}/status") as f:
         return int(re.search(r"VmHWM:\s+(\d+) kB", f.read()).group(1)) / 1024
-
-
-def _encoded(pixels, fmt, **options):
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, fmt, **options)
-    return buffer.getvalue()
 
 
 @pytest.mark.large  # A server process, and pictures of 4096x4096.
@@ -317,20 +305,19 @@ def test_picture_bombs_cost_bounded_memory_and_other_requests_are_answered(expor
     1 GB (before reading a GIF's first frame alone, one of these GIFs took
     ~17 MB a frame), and every ordinary request is answered right."""
     side = 4096
-    sheet = np.full((side, side), 250, np.uint8)
+    sheet = np.full((side, side, 1), 250, np.uint8)
     sheet[1000:3000, 1900:2200] = 20
-    rgba = np.dstack([sheet] * 3 + [np.full_like(sheet, 255)])
+    rgb = np.concatenate([sheet] * 3, axis=-1)
+    rgba = np.concatenate([rgb, np.full_like(sheet, 255)], axis=-1)
     bombs = [
-        [gif_of_frames(sheet, 120)],                                  # ~2 GB of frames
-        [_encoded(rgba, "PNG")] * 10,                                  # 10 x 268 MB as float
-        [_encoded(np.dstack([sheet] * 3), "JPEG", progressive=True)] * 4,
-        [gif_of_frames(sheet, 120)],
+        [gif_of_frames(sheet[..., 0], 120)],                          # ~2 GB of frames
+        [tf.io.encode_png(rgba).numpy()] * 10,                         # 10 x 268 MB as float
+        [tf.io.encode_jpeg(rgb, progressive=True).numpy()] * 4,
+        [gif_of_frames(sheet[..., 0], 120)],
     ]
     ordinary = [[_png(image)] for image in IMAGES] * 3
-    process, url = _start_serve_script(exported[0])
-    watchdog = threading.Timer(300, process.kill)   # Bounds every wait below.
-    watchdog.start()
-    try:
+
+    with _serve_script(exported[0]) as (process, url):
         def ask(pictures):
             return _call(url + PREDICT, serving.build_image_request(pictures, [7] * len(pictures)))
 
@@ -348,10 +335,6 @@ def test_picture_bombs_cost_bounded_memory_and_other_requests_are_answered(expor
         for (code, answer), pictures in zip(answers, ordinary):
             assert code == 200 and answer == ask(pictures)[1]
         assert growth < 1024, f"peak memory grew by {growth:.0f} MB"
-    finally:
-        watchdog.cancel()
-        process.kill()
-        process.communicate()
 
 
 def test_serve_script_refuses_a_folder_without_a_model(tmp_path):
