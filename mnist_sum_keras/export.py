@@ -10,7 +10,6 @@ import re
 import shutil
 import uuid
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -217,6 +216,25 @@ def release(model, base_dir, files, version=None):
     return final
 
 
+def _save_signatures(model, path):
+    """Writes a SavedModel of the serving signatures alone, traced once.
+
+    Keras' `ExportArchive` also sets each endpoint as an attribute of the saved
+    object, which `tf.saved_model.save` traces again in its save context: the
+    front end was traced and stored twice (a 3.5 MB `saved_model.pb` instead of
+    1.7 MB, and an export and a load each about twice as slow). TF Serving reads
+    only the signatures, and `tf.saved_model.load(path).signatures[...]` is how
+    Python reads them too.
+    """
+    concrete = {name: function.get_concrete_function()
+                for name, function in _serving_functions(model).items()}
+    root = tf.Module()
+    # The variables the signatures read (the model's weights), each once.
+    root.model_variables = list({id(v): v for function in concrete.values()
+                                 for v in function.variables}.values())
+    tf.saved_model.save(root, path, signatures=concrete)
+
+
 def export_saved_model(model, base_dir, version=None):
     """Exports `model` as `base_dir/<version>/` for TF Serving.
 
@@ -239,11 +257,7 @@ def export_saved_model(model, base_dir, version=None):
     os.makedirs(base_dir, exist_ok=True)
     tmp = os.path.join(base_dir, f".tmp-{version}-{uuid.uuid4().hex}")
     try:
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        for name, function in _serving_functions(model).items():
-            archive.add_endpoint(name, function)
-        archive.write_out(tmp, verbose=False)
+        _save_signatures(model, tmp)
         write_warmup_requests(os.path.join(tmp, WARMUP_FILE))
         os.rename(tmp, final)
     finally:
