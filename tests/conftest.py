@@ -189,6 +189,15 @@ def tiny_served(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_signatures(tiny_served):
+    """`tiny_served`'s SavedModel loaded once for the session: `{key: signature}`."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(tiny_served[2])
+    yield loaded.signatures
+
+
+@pytest.fixture(scope="session")
 def tiny_release(tmp_path_factory):
     """One real `train.run` of `TINY_CONFIG` on `tiny_datasets`, shared by the session.
 

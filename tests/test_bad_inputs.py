@@ -93,8 +93,8 @@ def model(tiny_served):
 
 
 @pytest.fixture(scope="module")
-def signatures(tiny_served):
-    return tf.saved_model.load(tiny_served[2]).signatures
+def signatures(tiny_signatures):
+    return tiny_signatures
 
 
 def _call(door, model, signatures, image, number):

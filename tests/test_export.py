@@ -21,19 +21,20 @@ def _small_model():
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    model = _small_model()
-    base = str(tmp_path_factory.mktemp("export") / "mnist_sum")
-    path = export.export_saved_model(model, base)
-    return model, base, path
+def exported(tiny_served, tiny_signatures):
+    """`(model, version folder, {key: signature})`: the session's tiny export."""
+    model, _, path = tiny_served
+    return model, path, tiny_signatures
 
 
 def _serve(path, key=contract.SIGNATURE_KEY):
     return tf.saved_model.load(path).signatures[key]
 
 
-def test_versions_count_up_and_never_overwrite(exported):
-    model, base, path = exported
+def test_versions_count_up_and_never_overwrite(tiny_served, tmp_path):
+    model = tiny_served[0]
+    base = str(tmp_path / "mnist_sum")
+    path = export.export_saved_model(model, base)
     assert path == os.path.join(base, "1")
     second = export.export_saved_model(model, base)
     assert second == os.path.join(base, "2")
@@ -57,18 +58,18 @@ OUTPUT_DTYPES = {"digit": tf.int64, "sum": tf.int64,
      {**OUTPUT_DTYPES, "image": tf.uint8, "found": tf.bool, "reason": tf.string}),
 ])
 def test_signature_names_dtypes_shapes(exported, key, inputs, outputs):
-    _, _, path = exported
-    serve = _serve(path, key)
+    serve = exported[2][key]
     spec = serve.structured_input_signature[1]
     assert {k: (v.dtype, v.shape.as_list()) for k, v in spec.items()} == inputs
     assert {k: v.dtype for k, v in serve.structured_outputs.items()} == outputs
 
 
 def test_served_outputs_equal_keras_model(exported):
-    model, _, path = exported
+    model, _, signatures = exported
     images, _ = synthetic_digits(8)
     numbers = np.arange(8, dtype=np.int32)
-    served = _serve(path)(image=tf.constant(images), number=tf.constant(numbers))
+    served = signatures[contract.SIGNATURE_KEY](image=tf.constant(images),
+                                                number=tf.constant(numbers))
     expected = model.predict([images, numbers], verbose=0)
     np.testing.assert_allclose(served["digit_probabilities"], expected["digit"], atol=1e-5)
     np.testing.assert_allclose(served["sum_probabilities"], expected["sum"], atol=1e-5)
@@ -79,14 +80,15 @@ def test_served_outputs_equal_keras_model(exported):
 def test_predict_image_equals_serving_default_on_the_preprocessed_images(exported):
     from mnist_sum_keras.frontend import preprocess
 
-    model, _, path = exported
+    _, _, signatures = exported
     images, _ = synthetic_digits(5)
     pngs = [tf.io.encode_png(im[..., None]).numpy() for im in images]
     numbers = tf.constant([1, 3, 5, 7, 9], tf.int32)
-    from_bytes = _serve(path, contract.PREDICT_IMAGE_KEY)(image_bytes=tf.constant(pngs),
-                                                         number=numbers)
+    from_bytes = signatures[contract.PREDICT_IMAGE_KEY](image_bytes=tf.constant(pngs),
+                                                        number=numbers)
     preprocessed = np.stack([preprocess(b) for b in pngs])
-    from_pixels = _serve(path)(image=tf.constant(preprocessed), number=numbers)
+    from_pixels = signatures[contract.SIGNATURE_KEY](image=tf.constant(preprocessed),
+                                                     number=numbers)
     for key in OUTPUT_DTYPES:
         np.testing.assert_allclose(from_bytes[key], from_pixels[key], atol=1e-6)
     # The picture it answers is the one it read.
@@ -114,8 +116,7 @@ def test_failed_export_leaves_no_version(tmp_path, monkeypatch):
 
 def test_warmup_file_parses_and_replays(exported):
     from tensorflow_serving.apis import prediction_log_pb2
-    _, _, path = exported
-    loaded = tf.saved_model.load(path)
+    _, path, signatures = exported
     records = list(tf.data.TFRecordDataset(os.path.join(path, export.WARMUP_FILE)))
     # One request per batch size and signature: both are warm when serving starts.
     expected = [(size, key) for size in export.WARMUP_BATCH_SIZES
@@ -127,7 +128,7 @@ def test_warmup_file_parses_and_replays(exported):
         assert request.model_spec.signature_name == key
         inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
         assert all(len(v) == size for v in inputs.values())
-        out = loaded.signatures[key](**{k: tf.constant(v) for k, v in inputs.items()})
+        out = signatures[key](**{k: tf.constant(v) for k, v in inputs.items()})
         assert out["sum"].shape == (size,)
 
 

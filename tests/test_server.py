@@ -28,9 +28,8 @@ from mnist_sum_keras import contract, serving
 
 
 @pytest.fixture(scope="module")
-def exported(tiny_served):
-    _, base, path = tiny_served
-    return base, tf.saved_model.load(path).signatures
+def exported(tiny_served, tiny_signatures):
+    return tiny_served[1], tiny_signatures
 
 
 @pytest.fixture(scope="module")
