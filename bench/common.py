@@ -2,6 +2,7 @@
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 
@@ -9,6 +10,16 @@ from mnist_sum_keras import data
 from mnist_sum_keras.config import Config
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results.json")
+
+
+@functools.cache
+def signatures(path):
+    """A SavedModel's signatures, `{key: function}`, loaded once per process: a
+    version folder never changes, and a load (about a second) and its first
+    call (a few) cost more than most benchmark batches."""
+    import tensorflow as tf
+
+    return tf.saved_model.load(path).signatures
 
 
 def parser(doc):

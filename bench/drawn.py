@@ -21,6 +21,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from bench.common import signatures
+
 
 def _arc(cx, cy, rx, ry, a0, a1, n=16):
     return [(cx + rx * math.cos(math.radians(a0 + (a1 - a0) * i / n)),
@@ -93,7 +95,7 @@ def typed(rng, size=160):
 
 def score(path, sets):
     """Right digits and sums per set, through the SavedModel's `predict_image`."""
-    signature = tf.saved_model.load(path).signatures["predict_image"]
+    signature = signatures(path)["predict_image"]
     rows = {}
     for name, (digits, images) in sets.items():
         numbers = np.arange(len(images), dtype=np.int32) % 10

@@ -25,6 +25,8 @@ import sys
 
 import numpy as np
 
+from bench.common import signatures
+
 PICTURE_SIDE = 32
 
 
@@ -69,16 +71,15 @@ def score(path, digits, laid_out, pictures):
 
     from bench.photos import read
 
-    loaded = tf.saved_model.load(path)
+    served = signatures(path)
     numbers = (np.arange(len(digits)) % 10).astype(np.int32)
-    out = loaded.signatures["serving_default"](image=tf.constant(laid_out),
-                                               number=tf.constant(numbers))
+    out = served["serving_default"](image=tf.constant(laid_out), number=tf.constant(numbers))
     right = out["digit"].numpy() == digits
     rows = {"MNIST's layout": {
         "right": int(right.sum()), "sums": int((out["sum"].numpy() == digits + numbers).sum()),
         "refused": 0, "count": len(digits)}}
     for name, crops in pictures.items():
-        predicted, _, refused = read(loaded.signatures["predict_image"], crops, numbers)
+        predicted, _, refused = read(served["predict_image"], crops, numbers)
         rows[name] = {"right": int(((predicted == digits) & ~refused).sum()), "sums": None,
                       "refused": int(refused.sum()), "count": len(digits)}
     return rows

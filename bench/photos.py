@@ -33,6 +33,7 @@ import sys
 import numpy as np
 from PIL import Image
 
+from bench.common import signatures
 from mnist_sum_keras.frontend.synthetic import BLANKS, CONDITIONS, encode, render, render_blank
 
 
@@ -87,9 +88,8 @@ def read(signature, pictures, numbers):
 def score(path, sets, blank_sets):
     """Per condition: right, refused, count, median top probability of right and wrong
     answers; per blank kind: answered, count."""
-    import tensorflow as tf
 
-    signature = tf.saved_model.load(path).signatures["predict_image"]
+    signature = signatures(path)["predict_image"]
     rows, blank_rows = {}, {}
     for condition, (digits, pictures) in sets.items():
         numbers = np.arange(len(pictures)) % 10
@@ -207,9 +207,8 @@ def main(argv=None):
         return 0
     big = big_photo(np.random.default_rng([args.seed, 200]), x_test[0])
     print(f"A 12 MP phone JPEG ({len(big) / 1e6:.1f} MB) through predict_image, median of 7:")
-    import tensorflow as tf
 
-    times = [seconds_per_photo(tf.saved_model.load(path).signatures["predict_image"], big)
+    times = [seconds_per_photo(signatures(path)["predict_image"], big)
              for path in args.models]
     for path, seconds in zip(args.models, times):
         print(f"   {path}: {1000 * seconds:.0f} ms ({seconds / times[0]:.2f}x the first)")

@@ -79,7 +79,7 @@ def picture_speed(saved_model_path, images, batch=100, repeats=3):
     sets = {"28px PNG": [encode(x, "PNG") for x in images[:batch]],
             "200px PNG": [encode(np.asarray(Image.fromarray(255 - x).resize(
                 (200, 200), Image.BILINEAR)), "PNG") for x in images[:batch]]}
-    signature = tf.saved_model.load(saved_model_path).signatures["predict_image"]
+    signature = common.signatures(saved_model_path)["predict_image"]
     row, found = {}, {}
     for name, pictures in sets.items():
         args = {"image_bytes": tf.constant(pictures),

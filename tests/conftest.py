@@ -190,11 +190,11 @@ def tiny_served(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_signatures(tiny_served):
-    """`tiny_served`'s SavedModel loaded once for the session: `{key: signature}`."""
-    import tensorflow as tf
+    """`tiny_served`'s SavedModel loaded once for the session: `{key: signature}`
+    (the benchmarks' own cache, so that their tests share it too)."""
+    from bench.common import signatures
 
-    loaded = tf.saved_model.load(tiny_served[2])
-    yield loaded.signatures
+    return signatures(tiny_served[2])
 
 
 @pytest.fixture(scope="session")

@@ -346,13 +346,14 @@ USER_STYLE = {   # name: (PIL image, format)
 @pytest.mark.skipif(RELEASE is None,
                     reason="needs the released model")
 def test_predict_image_signature_answers_as_predict_script(tmp_path):
+    from bench.common import signatures
     from mnist_sum_keras.contract import PREDICT_IMAGE_KEY
     from mnist_sum_keras.loading import load_any_model
 
     names = sorted(USER_STYLE)
     contents = [_encoded(*USER_STYLE[name]) for name in names]
     numbers = np.arange(len(names), dtype=np.int32) % 10
-    served = tf.saved_model.load(RELEASE).signatures[PREDICT_IMAGE_KEY](
+    served = signatures(RELEASE)[PREDICT_IMAGE_KEY](
         image_bytes=tf.constant(contents), number=tf.constant(numbers))
     paths = []
     for _name, data in zip(names, contents):
