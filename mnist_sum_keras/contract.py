@@ -21,6 +21,11 @@ MAX_PIXEL = 255
 # Largest encoded image `predict_image` decodes, judged from its header before
 # decoding (a small file can claim billions of pixels: a decompression bomb).
 MAX_IMAGE_PIXELS = 4096 * 4096
+# Most scans a JPEG may hold. Each scan of a progressive JPEG is entropy-decoded
+# over all of the picture's coefficients: a 4096x4096 one repeating a tiny scan
+# 1,000 times is 158 kB and took 10 s to decode (a 10 MB body, about an hour).
+# Cameras and encoders write 1 (baseline) to about 10-20.
+MAX_JPEG_SCANS = 100
 # Formats `tf.io.decode_image` reads.
 IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP")
 
@@ -37,6 +42,8 @@ IMAGE_BYTES_FORMAT_RULE = ("image_bytes must be " + ", ".join(IMAGE_FORMATS[:-1]
                            + f" or {IMAGE_FORMATS[-1]} bytes")
 IMAGE_BYTES_SIZE_RULE = (f"image_bytes must decode to at most {MAX_IMAGE_PIXELS:,} pixels "
                          "(checked on the header, before decoding)")
+IMAGE_BYTES_SCANS_RULE = (f"a JPEG in image_bytes must have at most {MAX_JPEG_SCANS} scans "
+                          "(checked before decoding)")
 BLANK_RULE = "the image is blank: no digit stands out from the background"
 # The figures a no-digit refusal carries (the front end's `to_mnist`), and what a
 # person is told instead of them (`no_digit_words`; the page's app.js says the

@@ -118,6 +118,19 @@ def gif_of_frames(frame, count):
     return data[:start] + data[start:at + 1] * count + b"\x3b"
 
 
+def jpeg_of_scans(pixels, count):
+    """A progressive JPEG of `pixels` (uint8 (h, w, c)) holding `count` scans: its
+    smallest scan repeated, which libjpeg decodes again each time over all of the
+    picture's coefficients (a CPU bomb in a few hundred bytes per thousand scans)."""
+    import tensorflow as tf
+
+    data = tf.io.encode_jpeg(pixels, progressive=True).numpy()
+    starts = [i for i in range(len(data) - 1) if data[i:i + 2] == b"\xff\xda"]
+    ends = starts[1:] + [data.rindex(b"\xff\xd9")]
+    start, end = min(zip(starts, ends), key=lambda se: se[1] - se[0])
+    return data[:start] + data[start:end] * (count - len(starts) + 1) + data[end:]
+
+
 def wait_for_file(path, process, timeout=300):
     """Waits until `path` exists or `process` (a `Popen`) has ended, at most `timeout` s."""
     deadline = time.monotonic() + timeout

@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import call_main, png_claiming, write_npz
+from conftest import call_main, jpeg_of_scans, png_claiming, write_npz
 from mnist_sum_keras import contract, serving
 from mnist_sum_keras.cli import evaluate as evaluate_cli
 from mnist_sum_keras.cli import train as train_cli
@@ -156,6 +156,8 @@ BAD_BYTES = {
     "truncated PNG": (_png(IMAGES[0])[:60], "PNG"),
     "20000x20000 PNG header": (png_claiming(20000, 20000),
                                re.escape(contract.IMAGE_BYTES_SIZE_RULE) + r".*400000000"),
+    "JPEG of 101 scans": (jpeg_of_scans(np.stack([IMAGES[0]] * 3, -1), 101),
+                          re.escape(contract.IMAGE_BYTES_SCANS_RULE) + r".*101"),
 }
 
 

@@ -167,6 +167,26 @@ def test_a_gif_is_read_from_its_first_frame_only():
         decode.decode(tf.constant(huge))
 
 
+def test_a_jpeg_of_too_many_scans_is_refused_before_decoding():
+    import re
+
+    from conftest import jpeg_of_scans
+    from mnist_sum_keras import contract
+    from mnist_sum_keras.frontend import decode
+
+    rgb = np.full((48, 40, 3), 255, np.uint8)
+    rgb[8:40, 18:24] = 0
+    assert int(decode.jpeg_scans(tf.io.encode_jpeg(rgb))) == 1
+    assert int(decode.jpeg_scans(tf.io.encode_jpeg(rgb, progressive=True))) == 10
+    assert int(decode.jpeg_scans(tf.io.encode_png(rgb))) == 0   # Not a JPEG.
+    at_limit = jpeg_of_scans(rgb, contract.MAX_JPEG_SCANS)
+    assert int(decode.jpeg_scans(at_limit)) == contract.MAX_JPEG_SCANS
+    assert decode.decode(tf.constant(at_limit)).shape == rgb.shape
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="(?s)" + re.escape(contract.IMAGE_BYTES_SCANS_RULE) + ".*101"):
+        decode.decode(tf.constant(jpeg_of_scans(rgb, contract.MAX_JPEG_SCANS + 1)))
+
+
 def test_a_large_picture_is_shrunk_before_its_gray_levels_with_the_same_result():
     from mnist_sum_keras.frontend import decode, kernels, stages
 

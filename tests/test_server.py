@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import ROOT, Running, call_main, gif_of_frames, synthetic_digits
+from conftest import ROOT, Running, call_main, gif_of_frames, jpeg_of_scans, synthetic_digits
 from mnist_sum_keras import contract, serving
 
 
@@ -299,10 +299,11 @@ def _peak_memory_mb(pid):
 @pytest.mark.large  # A server process, and pictures of 4096x4096.
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc (Linux)")
 def test_picture_bombs_cost_bounded_memory_and_other_requests_are_answered(exported):
-    """Four requests of pictures that decode to 4096x4096 each, at once, with
+    """Five requests of pictures that decode to 4096x4096 each, at once, with
     ordinary requests among them: the server's peak memory grows by less than
     1 GB (before reading a GIF's first frame alone, one of these GIFs took
-    ~17 MB a frame), and every ordinary request is answered right."""
+    ~17 MB a frame), a JPEG of 1,000 scans is refused, and every ordinary
+    request is answered right."""
     side = 4096
     sheet = np.full((side, side, 1), 250, np.uint8)
     sheet[1000:3000, 1900:2200] = 20
@@ -313,6 +314,7 @@ def test_picture_bombs_cost_bounded_memory_and_other_requests_are_answered(expor
         [tf.io.encode_png(rgba).numpy()] * 10,                         # 10 x 268 MB as float
         [tf.io.encode_jpeg(rgb, progressive=True).numpy()] * 4,
         [gif_of_frames(sheet[..., 0], 120)],
+        [jpeg_of_scans(rgb, 1000)],                                   # ~10 s of decoding
     ]
     ordinary = [[_png(image)] for image in IMAGES] * 3
 
@@ -330,7 +332,10 @@ def test_picture_bombs_cost_bounded_memory_and_other_requests_are_answered(expor
             bomb_answers = [a.result() for a in bomb_answers]
         growth = _peak_memory_mb(process.pid) - before
         assert process.poll() is None
-        assert [a[0] for a in bomb_answers] == [200] * len(bombs), bomb_answers
+        # Refused before decoding: more scans than any encoder writes.
+        code, refusal = bomb_answers.pop()
+        assert code == 400 and contract.IMAGE_BYTES_SCANS_RULE in refusal["error"], refusal
+        assert [a[0] for a in bomb_answers] == [200] * (len(bombs) - 1), bomb_answers
         for (code, answer), pictures in zip(answers, ordinary):
             assert code == 200 and answer == ask(pictures)[1]
         assert growth < 1024, f"peak memory grew by {growth:.0f} MB"

@@ -33,6 +33,18 @@ def _claimed_pixels(image_bytes):
     ], default=lambda: tf.constant(-1, tf.int64), exclusive=True)
 
 
+def jpeg_scans(image_bytes):
+    """How many scans a JPEG holds (int32): its start-of-scan markers, 0xFF 0xDA.
+
+    In a JPEG's entropy-coded data every 0xFF byte is followed by 0x00 or a
+    restart marker, so the pair marks a scan and nothing else (an EXIF
+    thumbnail's scan counts too). 0 for bytes that are not a JPEG.
+    """
+    codes = tf.io.decode_raw(tf.strings.join([image_bytes, b"\0"]), tf.uint8)
+    marks = tf.logical_and(tf.equal(codes[:-1], 0xFF), tf.equal(codes[1:], 0xDA))
+    return tf.where(tf.io.is_jpeg(image_bytes), tf.reduce_sum(tf.cast(marks, tf.int32)), 0)
+
+
 def _is_gif(image_bytes):
     return tf.equal(tf.strings.substr(image_bytes, 0, 3), b"GIF")
 
@@ -89,7 +101,8 @@ def decode(image_bytes, shrink_to=None):
     upright: a JPEG's EXIF orientation is applied (`exif_orientation`).
 
     The header's pixel count is checked against `contract.MAX_IMAGE_PIXELS`
-    before decoding, so a decompression bomb never allocates its pixels.
+    before decoding, so a decompression bomb never allocates its pixels, and a
+    JPEG's scans against `contract.MAX_JPEG_SCANS`, so one never costs minutes.
 
     Args:
         image_bytes: a string scalar.
@@ -114,6 +127,9 @@ def decode(image_bytes, shrink_to=None):
             tf.strings.substr(image_bytes, 0, 8)]),
         tf.debugging.Assert(pixels <= contract.MAX_IMAGE_PIXELS, [contract.refusal(
             contract.IMAGE_BYTES_SIZE_RULE, "a header claiming"), pixels, "pixels"]),
+        tf.debugging.Assert(jpeg_scans(image_bytes) <= contract.MAX_JPEG_SCANS, [
+            contract.refusal(contract.IMAGE_BYTES_SCANS_RULE, "a JPEG of"),
+            jpeg_scans(image_bytes), "scans"]),
     ]
     with tf.control_dependencies(checks):
         if shrink_to is None:
