@@ -1,6 +1,6 @@
-"""Real handwriting that is not MNIST's, per model: the UCI optical digits.
+"""Real handwriting that is not MNIST's, per model: the UCI optical digits, and Semeion's.
 
-    python -m bench.foreign MODEL_DIR [MODEL_DIR ...]
+    python -m bench.foreign [--semeion semeion.data] MODEL_DIR [MODEL_DIR ...]
 
 The 1,797 digits of scikit-learn's `load_digits()`: the test part of UCI's
 "Optical Recognition of Handwritten Digits" (Alpaydin & Kaynak 1998), written
@@ -16,6 +16,13 @@ two ways, and right digits and sums (number = index mod 10) are printed:
   would send a tight crop of a scan: 32x32 light ink on black, and 64x64 dark
   ink on white (bilinear); what the front end refuses counts as wrong and is
   reported.
+With `--semeion FILE`, also the 1,593 digits of Semeion's "Handwritten Digit"
+set (UCI dataset 178, CC BY 4.0; Tactile Srl and Semeion Research Center,
+Brescia, 1994): about 80 people in Italy wrote each digit twice, once
+carefully and once fast; each was scanned, stretched to fill a 16x16 box and
+thresholded to black and white (bold digits that fill their frame).
+`semeion.data` is UCI's file (one digit a line: 256 pixels 0/1, then the digit
+one-hot); it is read from where you put it, never kept in git.
 Needs scikit-learn (`pip install -e ".[bench]"`).
 """
 
@@ -37,6 +44,27 @@ def uci_digits():
     data = load_digits()
     images = np.round(data.images * (255 / 16)).astype(np.uint8)
     return data.target.astype(np.int64), images
+
+
+def semeion_digits(path):
+    """`(digits, images)` of Semeion's file: int labels and uint8 `(n, 16, 16)`, ink 255.
+
+    Raises:
+        ValueError: the file is not in UCI's layout (256 pixels in 0..1 and a
+            one-hot digit a line).
+    """
+    try:
+        rows = np.loadtxt(path, ndmin=2)
+    except ValueError as e:
+        raise ValueError(f"{path!r} is not Semeion's semeion.data: {e}") from None
+    one_hot = rows[:, 256:] if rows.shape[1] == 266 else None
+    if (one_hot is None or rows[:, :256].min() < 0 or rows[:, :256].max() > 1
+            or not np.array_equal(np.sort(one_hot, axis=1)[:, -2:], [[0, 1]] * len(rows))):
+        raise ValueError(f"{path!r} is not Semeion's semeion.data: expected 266 numbers "
+                         f"a line (256 pixels in 0..1, then a one-hot digit), got "
+                         f"{rows.shape[1]} numbers a line")
+    images = np.round(rows[:, :256].reshape(-1, 16, 16) * 255).astype(np.uint8)
+    return one_hot.argmax(axis=1).astype(np.int64), images
 
 
 def mnist_layout(images):
@@ -86,20 +114,29 @@ def score(path, digits, laid_out, pictures):
 
 
 def main(argv=None):
-    paths = sys.argv[1:] if argv is None else argv
-    if not paths:
-        print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
-        return 2
-    digits, images = uci_digits()
-    laid_out = mnist_layout(images)
-    pictures = {name: [picture(255 - image if dark else image, side) for image in images]
-                for name, side, dark in PICTURES}
-    for path in paths:
-        for name, r in score(path, digits, laid_out, pictures).items():
-            sums = f", sum {r['sums']}" if r["sums"] is not None else ""
-            print(f"{path}: UCI digits, {name}: digit {r['right']}/{r['count']} "
-                  f"({100 * r['right'] / r['count']:.2f}%){sums}, refused {r['refused']}",
-                  flush=True)
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+", metavar="MODEL_DIR", help="SavedModel folders")
+    parser.add_argument("--semeion", metavar="FILE",
+                        help="UCI's semeion.data (Semeion's 1,593 digits), if you have it")
+    args = parser.parse_args(argv)
+    sets = {"UCI digits": uci_digits()}
+    if args.semeion:
+        try:
+            sets["Semeion digits"] = semeion_digits(args.semeion)
+        except (OSError, ValueError) as e:
+            parser.error(str(e))
+    for set_name, (digits, images) in sets.items():
+        laid_out = mnist_layout(images)
+        pictures = {name: [picture(255 - image if dark else image, side) for image in images]
+                    for name, side, dark in PICTURES}
+        for path in args.models:
+            for name, r in score(path, digits, laid_out, pictures).items():
+                sums = f", sum {r['sums']}" if r["sums"] is not None else ""
+                print(f"{path}: {set_name}, {name}: digit {r['right']}/{r['count']} "
+                      f"({100 * r['right'] / r['count']:.2f}%){sums}, refused {r['refused']}",
+                      flush=True)
     return 0
 
 

@@ -313,3 +313,26 @@ def test_foreign_digits_are_uci_and_read_both_ways(tiny_served):
     for name, _, _ in foreign.PICTURES:
         picture = result[name]
         assert picture["count"] == 12 and 0 <= picture["right"] + picture["refused"] <= 12
+
+
+def test_semeion_digits_are_read_from_ucis_file_and_anything_else_is_refused(tmp_path):
+    import numpy as np
+
+    from bench import foreign
+
+    # Two digits in UCI's layout: 256 pixels (a bar), then the digit one-hot.
+    bars = np.zeros((2, 16, 16))
+    bars[0, 2:14, 7:9] = 1
+    bars[1, 7:9, 2:14] = 1
+    labels = np.eye(10)[[1, 7]]
+    good = tmp_path / "semeion.data"
+    np.savetxt(good, np.concatenate([bars.reshape(2, -1), labels], 1), fmt="%g")
+    digits, images = foreign.semeion_digits(str(good))
+    assert digits.tolist() == [1, 7] and images.dtype == np.uint8
+    np.testing.assert_array_equal(images, bars * 255)
+    short = tmp_path / "short.data"
+    np.savetxt(short, bars.reshape(2, -1), fmt="%g")   # No labels.
+    with pytest.raises(ValueError, match="266 numbers a line.*got 256"):
+        foreign.semeion_digits(str(short))
+    code, _, err = call_main(foreign.main, "--semeion", short, tmp_path)
+    assert code == 2 and "not Semeion's semeion.data" in err
