@@ -106,10 +106,11 @@ def score(path, sets):
 
 
 def main(argv=None):
-    paths = sys.argv[1:] if argv is None else argv
-    if not paths:
-        print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
-        return 2
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+", metavar="MODEL_DIR", help="SavedModel folders")
+    paths = parser.parse_args(argv).models
     rng = np.random.default_rng(0)
     strokes, printed = stroked(rng), typed(rng)
     sets = {"pen strokes": strokes,
