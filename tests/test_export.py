@@ -139,7 +139,7 @@ SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli
 
 @pytest.mark.large
 def test_saved_model_cli_show_and_run(exported, tmp_path):
-    _, _, path = exported
+    _, path, _ = exported
     show = subprocess.run([SAVED_MODEL_CLI, "show", "--dir", path, "--all"],
                           capture_output=True, text=True, timeout=300)
     assert show.returncode == 0, show.stderr
