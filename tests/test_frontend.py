@@ -281,34 +281,3 @@ def test_pictures_without_an_orientation_are_left_as_stored():
         data = tf.constant(buffer.getvalue())
         assert int(decode.exif_orientation(data)) == 1, (fmt, extra)
         assert decode.decode(data).shape[:2] == (20, 30)
-
-
-def test_a_small_picture_is_enlarged_by_a_whole_factor_each_pixel_repeated():
-    rng = np.random.default_rng(0)
-    small = rng.integers(0, 256, (20, 12, 1), dtype=np.uint8)
-    factor = -(-stages.MIN_WORK_SIZE // 20)
-    np.testing.assert_array_equal(stages.working_gray(tf.constant(small)),
-                                  np.repeat(np.repeat(small[..., 0], factor, 0), factor, 1))
-    large = rng.integers(0, 256, (stages.MIN_WORK_SIZE, 30, 1), dtype=np.uint8)
-    np.testing.assert_array_equal(stages.working_gray(tf.constant(large)), large[..., 0])
-
-
-# Digit 2 of Semeion's handwritten digits (UCI dataset 178, CC BY 4.0): a 0
-# scanned, stretched to fill its 16x16 frame and thresholded.
-SEMEION_ZERO = (".....########...", "...####.....##..", "..#####.....###.", ".###.........###",
-                "###...........##", "###...........##", "##............##", "##............##",
-                "##............##", "##............##", "##...........###", "##...........##.",
-                "###.........###.", ".###........##..", "..##.......##...", "...########.....")
-
-
-def test_a_bold_digit_that_fills_a_small_frame_is_found():
-    # As a 32 px crop, light on black: the paper's windows were a large share of
-    # the picture and took the strokes in, and the 0 was refused as blank.
-    from PIL import Image
-
-    from mnist_sum_keras.frontend import pipeline
-
-    bits = np.array([[c == "#" for c in row] for row in SEMEION_ZERO], np.uint8) * 255
-    crop = np.asarray(Image.fromarray(bits).resize((32, 32), Image.BILINEAR))
-    _, found, reason = pipeline.read_images(tf.constant([tf.io.encode_png(crop[..., None]).numpy()]))
-    assert found.numpy().tolist() == [True], reason

@@ -10,14 +10,8 @@ from mnist_sum_keras.frontend import decode, kernels, verifier
 DIGIT_BOX = 20
 # Pictures are read at most this many pixels on their longer side: a phone's
 # 12 MP photo is shrunk (averaging, which also cuts its sensor noise) before
-# any other work.
+# any other work. Smaller pictures are read as they are.
 WORK_SIZE = 384
-# ... and at least this many: a smaller picture is enlarged by a whole factor,
-# each pixel repeated (`working_gray`). The paper's windows (3x3 to 21x21) are
-# then a small share of it; in a 32 px crop of a bold digit that fills its
-# frame they are not, and the paper's level and noise took the strokes in
-# (Semeion's digits as 32 px crops: 455 of 1,593 refused as blank, 69 enlarged).
-MIN_WORK_SIZE = 64
 # ... and a picture larger than this on its longer side is shrunk before it
 # becomes gray levels (`working_gray`: memory).
 SHRINK_FIRST = 1024
@@ -83,22 +77,13 @@ DIGIT_LIKELY = 0.15
 
 
 def working_gray(pixels):
-    """uint8 (h, w, c) -> float32 gray levels, shrunk to at most `WORK_SIZE` a side,
-    or enlarged by a whole factor to at least `MIN_WORK_SIZE` on the longer side.
+    """uint8 (h, w, c) -> float32 gray levels, shrunk to at most `WORK_SIZE` a side.
 
     A picture more than `SHRINK_FIRST` pixels on its longer side is averaged
     down in its own channels first, reading its uint8 pixels directly: a
     4096x4096 RGBA PNG never becomes the ~270 MB of float32 that its gray
     levels at full size would take (the same gray levels for an opaque picture).
     """
-    gray = _shrunk_gray(pixels)
-    size = tf.shape(gray)
-    factor = -(-MIN_WORK_SIZE // tf.reduce_max(size))   # Rounded up.
-    return tf.cond(factor > 1, lambda: kernels.resize(gray, size * factor, "nearest"),
-                   lambda: gray)
-
-
-def _shrunk_gray(pixels):
     size = tf.shape(pixels)[:2]
     longer = tf.reduce_max(size)
     scaled = tf.maximum(1, tf.cast(tf.round(
