@@ -121,15 +121,15 @@ def decode(image_bytes, shrink_to=None):
         _is_gif(image_bytes), lambda: _first_gif_frame(image_bytes),
         lambda: (image_bytes, tf.constant(-1, tf.int64)))
     pixels = tf.maximum(_claimed_pixels(image_bytes), frame_pixels)
+    scans = jpeg_scans(image_bytes)
     checks = [
         tf.debugging.Assert(pixels >= 0, [contract.refusal(
             contract.IMAGE_BYTES_FORMAT_RULE, "bytes starting with"),
             tf.strings.substr(image_bytes, 0, 8)]),
         tf.debugging.Assert(pixels <= contract.MAX_IMAGE_PIXELS, [contract.refusal(
             contract.IMAGE_BYTES_SIZE_RULE, "a header claiming"), pixels, "pixels"]),
-        tf.debugging.Assert(jpeg_scans(image_bytes) <= contract.MAX_JPEG_SCANS, [
-            contract.refusal(contract.IMAGE_BYTES_SCANS_RULE, "a JPEG of"),
-            jpeg_scans(image_bytes), "scans"]),
+        tf.debugging.Assert(scans <= contract.MAX_JPEG_SCANS, [
+            contract.refusal(contract.IMAGE_BYTES_SCANS_RULE, "a JPEG of"), scans, "scans"]),
     ]
     with tf.control_dependencies(checks):
         if shrink_to is None:
