@@ -88,7 +88,6 @@ def read(signature, pictures, numbers):
 def score(path, sets, blank_sets):
     """Per condition: right, refused, count, median top probability of right and wrong
     answers; per blank kind: answered, count."""
-
     signature = signatures(path)["predict_image"]
     rows, blank_rows = {}, {}
     for condition, (digits, pictures) in sets.items():
@@ -207,9 +206,7 @@ def main(argv=None):
         return 0
     big = big_photo(np.random.default_rng([args.seed, 200]), x_test[0])
     print(f"A 12 MP phone JPEG ({len(big) / 1e6:.1f} MB) through predict_image, median of 7:")
-
-    times = [seconds_per_photo(signatures(path)["predict_image"], big)
-             for path in args.models]
+    times = [seconds_per_photo(signatures(path)["predict_image"], big) for path in args.models]
     for path, seconds in zip(args.models, times):
         print(f"   {path}: {1000 * seconds:.0f} ms ({seconds / times[0]:.2f}x the first)")
     return 0
