@@ -1,6 +1,6 @@
-"""Real handwriting that is not MNIST's, per model: the UCI optical digits, and Semeion's.
+"""Real handwriting that is not MNIST's, per model: UCI's optical digits, Semeion's, USPS'.
 
-    python -m bench.foreign [--semeion semeion.data] MODEL_DIR [MODEL_DIR ...]
+    python -m bench.foreign [--semeion semeion.data] [--usps zip.test.gz] MODEL_DIR [...]
 
 The 1,797 digits of scikit-learn's `load_digits()`: the test part of UCI's
 "Optical Recognition of Handwritten Digits" (Alpaydin & Kaynak 1998), written
@@ -23,6 +23,13 @@ carefully and once fast; each was scanned, stretched to fill a 16x16 box and
 thresholded to black and white (bold digits that fill their frame).
 `semeion.data` is UCI's file (one digit a line: 256 pixels 0/1, then the digit
 one-hot); it is read from where you put it, never kept in git.
+With `--usps FILE`, also the 2,007 test digits of the US Postal Service's
+ZIP-code set (Le Cun et al. 1990; the AT&T neural network group's, as
+distributed with Hastie, Tibshirani and Friedman's "The Elements of
+Statistical Learning", `zip.test.gz` on its data page): digits cut from
+scanned envelopes, deslanted and stretched to fill 16x16 grey pixels. The file
+(one digit a line: the digit, then 256 values in -1..1, 1 the ink) is read from
+where you put it, gzipped or not, never kept in git.
 Needs scikit-learn (`pip install -e ".[bench]"`).
 """
 
@@ -65,6 +72,52 @@ def semeion_digits(path):
                          f"{rows.shape[1]} numbers a line")
     images = np.round(rows[:, :256].reshape(-1, 16, 16) * 255).astype(np.uint8)
     return one_hot.argmax(axis=1).astype(np.int64), images
+
+
+def usps_digits(path):
+    """`(digits, images)` of the ZIP-code file: int labels and uint8 `(n, 16, 16)`, ink 255.
+
+    Raises:
+        ValueError: the file is not in that layout (a digit 0..9 and 256 values
+            in -1..1 a line).
+    """
+    try:
+        rows = np.loadtxt(path, ndmin=2)
+    except ValueError as e:
+        raise ValueError(f"{path!r} is not the USPS zip.test file: {e}") from None
+    if (rows.shape[1] != 257 or not np.isin(rows[:, 0], np.arange(10)).all()
+            or np.abs(rows[:, 1:]).max() > 1):
+        raise ValueError(f"{path!r} is not the USPS zip.test file: expected 257 numbers "
+                         f"a line (a digit 0..9, then 256 values in -1..1), got "
+                         f"{rows.shape[1]} numbers a line")
+    images = np.round((rows[:, 1:].reshape(-1, 16, 16) + 1) * 127.5).astype(np.uint8)
+    return rows[:, 0].astype(np.int64), images
+
+
+# The sets read from a file the user has: (argparse flag, name, reader).
+FILE_SETS = (("semeion", "Semeion digits", semeion_digits),
+             ("usps", "USPS digits", usps_digits))
+
+
+def add_file_arguments(parser):
+    """Adds `--semeion FILE` and `--usps FILE` to an argparse parser."""
+    parser.add_argument("--semeion", metavar="FILE",
+                        help="UCI's semeion.data (Semeion's 1,593 digits), if you have it")
+    parser.add_argument("--usps", metavar="FILE",
+                        help="the USPS ZIP-code test file zip.test[.gz] (2,007 digits)")
+
+
+def file_sets(parser, args):
+    """`{name: (digits, images)}` of the files named by `add_file_arguments`' flags;
+    a file that cannot be read ends the program through `parser.error`."""
+    sets = {}
+    for flag, name, read in FILE_SETS:
+        if getattr(args, flag):
+            try:
+                sets[name] = read(getattr(args, flag))
+            except (OSError, ValueError) as e:
+                parser.error(str(e))
+    return sets
 
 
 def mnist_layout(images):
@@ -118,15 +171,9 @@ def main(argv=None):
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", metavar="MODEL_DIR", help="SavedModel folders")
-    parser.add_argument("--semeion", metavar="FILE",
-                        help="UCI's semeion.data (Semeion's 1,593 digits), if you have it")
+    add_file_arguments(parser)
     args = parser.parse_args(argv)
-    sets = {"UCI digits": uci_digits()}
-    if args.semeion:
-        try:
-            sets["Semeion digits"] = semeion_digits(args.semeion)
-        except (OSError, ValueError) as e:
-            parser.error(str(e))
+    sets = {"UCI digits": uci_digits(), **file_sets(parser, args)}
     for set_name, (digits, images) in sets.items():
         laid_out = mnist_layout(images)
         pictures = {name: [picture(255 - image if dark else image, side) for image in images]

@@ -15,7 +15,8 @@ For each run folder of `bench.screen` (`<variant>-s<seed>`, the checkpoint
 - as a committee: the digit probabilities of each pair of runs with
   different seeds averaged (what a two-member ensemble would read).
 With `--foreign`, the same for UCI's handwritten digits laid out as MNIST's
-(`bench.foreign`): handwriting that is not MNIST's. The test split is never
+(`bench.foreign`): handwriting that is not MNIST's; with `--semeion FILE` and
+`--usps FILE`, for Semeion's and USPS' digits too (`bench.foreign`'s flags). The test split is never
 read. Figures are digit errors and the digit head's negative log-likelihood
 (the digit head reads only the image, so the number does not matter).
 """
@@ -102,6 +103,9 @@ def main(argv=None):
     parser.add_argument("--zooms", nargs="+", type=float, default=[1.05])
     parser.add_argument("--foreign", action="store_true",
                         help="also UCI's handwritten digits (bench.foreign; needs scikit-learn)")
+    from bench.foreign import add_file_arguments, file_sets, mnist_layout
+
+    add_file_arguments(parser)
     args = parser.parse_args(argv)
     if any(not 0.5 <= z <= 2 for z in args.zooms):
         parser.error(f"--zooms must lie in [0.5, 2]. Received: {args.zooms}")
@@ -126,11 +130,13 @@ def main(argv=None):
 
     config = dataclasses.replace(Config(), data_path=args.data, validation_size=sizes.pop())
     sets = {"validation images": load_datasets(config)["validation"]}
+    foreign = file_sets(parser, args)
     if args.foreign:
-        from bench.foreign import mnist_layout, uci_digits
+        from bench.foreign import uci_digits
 
-        uci, uci_images = uci_digits()
-        sets["UCI digits (MNIST's layout, bench.foreign)"] = (mnist_layout(uci_images), uci)
+        foreign = {"UCI digits": uci_digits(), **foreign}
+    for name, (digits, images) in foreign.items():
+        sets[f"{name} (MNIST's layout, bench.foreign)"] = (mnist_layout(images), digits)
     zooms = [1.0] + [z for z in args.zooms if z != 1.0]
     models = {name: keras.models.load_model(restored_checkpoint(dirs[name]))
               for name in names}

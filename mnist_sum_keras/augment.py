@@ -69,7 +69,13 @@ def _centred_grid(height, width):
 
 # The `Config` fields that size the distortion (all 0: no distortion layer).
 SIZE_FIELDS = ("max_rotation", "max_zoom", "max_aspect", "max_shear", "max_shift",
-               "elastic_alpha")
+               "elastic_alpha", "max_stroke", "box_fill")
+
+# The most `box_fill` stretches a digit's shorter side (a stroke-thin 1 would
+# otherwise become a block).
+MAX_FILL_STRETCH = 3.0
+# Ink, on the 0..1 scale, that counts toward a digit's bounding box.
+BOX_INK = 0.2
 
 
 def distortion_sizes(config):
@@ -77,16 +83,33 @@ def distortion_sizes(config):
     return {name: getattr(config, name) for name in SIZE_FIELDS}
 
 
+def vary_stroke(images, share):
+    """`(batch, h, w, 1)` images with thicker (`share > 0`) or thinner strokes.
+
+    Blends each image toward its grey-level dilation (the 3x3 maximum) by
+    `share` when it is positive and toward its erosion (the 3x3 minimum) by
+    `-share` when it is negative; `share` broadcasts against the images.
+    """
+    thick = tf.nn.max_pool2d(images, 3, 1, "SAME")
+    thin = -tf.nn.max_pool2d(-images, 3, 1, "SAME")
+    return (images + tf.nn.relu(share) * (thick - images)
+            + tf.nn.relu(-share) * (thin - images))
+
+
 @keras.saving.register_keras_serializable(package="mnist_sum_keras")
 class RandomDistortion(layers.Layer):
-    """Randomly rotates, scales, shears, shifts and elastically bends digits.
+    """Randomly rotates, scales, shears, shifts, elastically bends and thickens digits.
 
     Each training image gets its own affine map (rotation, zoom, aspect,
     shear, shift) plus a smooth random displacement field (Simard et al.,
     2003: uniform noise blurred by a Gaussian of `elastic_sigma` pixels and
     scaled by `elastic_alpha`); both become one set of source coordinates and
-    the image is resampled once, bilinearly, with black outside. Inference
-    passes images through unchanged.
+    the image is resampled once, bilinearly, with black outside. Then, with
+    `max_stroke`, its strokes get a random width: a share `t` of
+    `[-max_stroke, max_stroke]` blends the image toward its grey-level
+    dilation (3x3 maximum: one pixel wider on each side) when `t > 0`, or
+    its erosion (3x3 minimum) when `t < 0`. Inference passes images through
+    unchanged.
 
     Args:
         max_rotation: largest rotation, as a fraction of a full turn.
@@ -96,18 +119,25 @@ class RandomDistortion(layers.Layer):
         max_shift: largest translation, as a fraction of the image side.
         elastic_alpha: displacement scale of the elastic field (0: none).
         elastic_sigma: smoothness of the elastic field, in pixels.
+        max_stroke: largest blend toward the thickened or thinned strokes
+            (0: none; 1: up to a full 3x3 dilation or erosion).
+        box_fill: share of images whose digit is first stretched to fill a
+            square: its ink's bounding box's shorter side scaled, about the
+            box's centre, to the longer side's length (at most
+            `MAX_FILL_STRETCH` times), as some scanners normalise digits.
         seed: seeds the random draws.
 
     Input and output: float `(batch, height, width, 1)`.
     """
 
     def __init__(self, max_rotation=0.0, max_zoom=0.0, max_aspect=0.0, max_shear=0.0,
-                 max_shift=0.0, elastic_alpha=0.0, elastic_sigma=5.0, seed=None,
-                 **kwargs):
+                 max_shift=0.0, elastic_alpha=0.0, elastic_sigma=5.0, max_stroke=0.0,
+                 box_fill=0.0, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.max_rotation, self.max_zoom = max_rotation, max_zoom
         self.max_aspect, self.max_shear, self.max_shift = max_aspect, max_shear, max_shift
         self.elastic_alpha, self.elastic_sigma = elastic_alpha, elastic_sigma
+        self.max_stroke, self.box_fill = max_stroke, box_fill
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
@@ -148,7 +178,41 @@ class RandomDistortion(layers.Layer):
             fields = _smooth(noise, self.elastic_sigma) * self.elastic_alpha
             rows += fields[:batch]
             cols += fields[batch:]
-        return bilinear_sample(x, rows, cols)[..., tf.newaxis]
+        if self.box_fill:
+            rows, cols = self._fill_box(x, rows, cols)
+        out = bilinear_sample(x, rows, cols)[..., tf.newaxis]
+        if self.max_stroke:
+            out = vary_stroke(out, tf.reshape(self._uniform(batch, self.max_stroke),
+                                              (-1, 1, 1, 1)))
+        return out
+
+    def _fill_box(self, x, rows, cols):
+        """Source coordinates that first stretch a `box_fill` share of digits to
+        fill a square (`rows`, `cols` address the stretched image)."""
+        batch = tf.shape(x)[0]
+        ink = x > BOX_INK
+        sides, centres = [], []
+        for axis in (2, 1):  # rows (any ink across a row), then columns
+            seen = tf.reduce_any(ink, axis=axis)
+            index = tf.range(tf.shape(seen)[1], dtype=tf.float32)
+            first = tf.reduce_min(tf.where(seen, index, 1e9), axis=1)
+            last = tf.reduce_max(tf.where(seen, index, -1e9), axis=1)
+            found = tf.reduce_any(seen, axis=1)
+            sides.append(tf.where(found, last - first + 1, 1.0))
+            centres.append(tf.where(found, (first + last) / 2, 0.0))
+        chosen = keras.random.uniform((batch,), 0.0, 1.0,
+                                      seed=self.seed_generator) < self.box_fill
+        stretch = tf.where(chosen, tf.minimum(
+            tf.maximum(sides[0], sides[1]) / tf.minimum(sides[0], sides[1]),
+            MAX_FILL_STRETCH), 1.0)
+        wide = sides[1] > sides[0]  # stretch the rows of a wide digit, else its columns
+        out = []
+        for stretched_when, mid, coords in ((wide, centres[0], rows),
+                                            (~wide, centres[1], cols)):
+            factor = tf.reshape(tf.where(stretched_when, stretch, 1.0), (-1, 1, 1))
+            mid = tf.reshape(mid, (-1, 1, 1))
+            out.append(mid + (coords - mid) / factor)
+        return out
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -158,7 +222,8 @@ class RandomDistortion(layers.Layer):
                 "max_zoom": self.max_zoom, "max_aspect": self.max_aspect,
                 "max_shear": self.max_shear, "max_shift": self.max_shift,
                 "elastic_alpha": self.elastic_alpha,
-                "elastic_sigma": self.elastic_sigma, "seed": self.seed}
+                "elastic_sigma": self.elastic_sigma, "max_stroke": self.max_stroke,
+                "box_fill": self.box_fill, "seed": self.seed}
 
 
 def centre_zoom_coordinates(height, width, zoom):

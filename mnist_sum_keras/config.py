@@ -80,6 +80,13 @@ class Config:
         elastic_alpha: Scale, in pixels, of the random elastic distortion
             (Simard et al. 2003); 0 turns it off.
         elastic_sigma: Smoothness, in pixels, of the elastic distortion.
+        max_stroke: Largest random change of stroke width, as a share of a
+            3x3 grey-level dilation (thicker) or erosion (thinner) blended
+            into the distorted image; 0 keeps MNIST's strokes.
+        box_fill: Share of training digits stretched to fill a square (the
+            shorter side of the ink's box scaled to the longer, at most 3x)
+            before the other distortions, as some scanners normalise digits
+            (Semeion's); 0 keeps MNIST's aspect ratios.
         test_zoom: Magnification of every image at inference only (bilinear,
             about the centre: `augment.TestTimeZoom`); 1 reads images as they
             come.
@@ -114,6 +121,8 @@ class Config:
     max_shear: float = 0.1
     elastic_alpha: float = 0.0
     elastic_sigma: float = 5.0
+    max_stroke: float = 0.0
+    box_fill: float = 0.0
     test_zoom: float = 1.0
     data_path: str | None = None
     output_dir: str = "saved_models"
@@ -149,6 +158,10 @@ class Config:
             if value < 0 or (upper is not None and value >= upper):
                 expected = f"in [0, {upper})" if upper else ">= 0"
                 raise ValueError(f"{name} must be {expected}. Received: {name}={value}")
+        for name in ("max_stroke", "box_fill"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1]. "
+                                 f"Received: {name}={getattr(self, name)}")
         if not self.elastic_sigma > 0:
             raise ValueError("elastic_sigma must be > 0. "
                              f"Received: elastic_sigma={self.elastic_sigma}")

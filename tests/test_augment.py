@@ -6,10 +6,11 @@ import pytest
 import tensorflow as tf
 
 from conftest import synthetic_digits
-from mnist_sum_keras.augment import RandomDistortion, TestTimeZoom, bilinear_sample
+from mnist_sum_keras.augment import RandomDistortion, TestTimeZoom, bilinear_sample, vary_stroke
 
 ALL = {"max_rotation": 0.03, "max_zoom": 0.1, "max_aspect": 0.1, "max_shear": 0.1,
-       "max_shift": 0.1, "elastic_alpha": 34.0, "elastic_sigma": 5.0}
+       "max_shift": 0.1, "elastic_alpha": 34.0, "elastic_sigma": 5.0, "max_stroke": 0.5,
+       "box_fill": 0.5}
 
 
 def _images(count=8):
@@ -31,7 +32,9 @@ def test_all_sizes_zero_is_the_identity_in_training():
 
 def test_distortion_changes_each_image_differently_and_stays_in_range():
     images = np.repeat(_images(1), 6, axis=0)  # One image six times.
-    out = RandomDistortion(**ALL, seed=1)(images, training=True).numpy()
+    # Without box_fill, which may triple a digit's ink.
+    sizes = {k: v for k, v in ALL.items() if k != "box_fill"}
+    out = RandomDistortion(**sizes, seed=1)(images, training=True).numpy()
     assert out.shape == images.shape and out.dtype == np.float32
     assert out.min() >= 0.0 and out.max() <= 1.0  # Bilinear: convex mixes, zeros outside.
     for i in range(1, 6):
@@ -54,6 +57,41 @@ def test_each_size_alone_distorts(size):
     images = _images()
     out = RandomDistortion(**{size: ALL[size]}, seed=1)(images, training=True)
     assert not np.allclose(out, images)
+
+
+def test_vary_stroke_widens_or_thins_a_bar_by_a_pixel_each_side():
+    images = np.zeros((1, 12, 12, 1), "float32")
+    images[0, 2:10, 4:8] = 1.0  # a bar 4 px wide and 8 tall
+    widths = {}
+    for share in (1.0, 0.0, -1.0):
+        out = vary_stroke(tf.constant(images), share).numpy()[0, 5, :, 0]
+        widths[share] = int((out > 0.99).sum())
+        assert out.min() >= 0 and out.max() <= 1
+    assert widths == {1.0: 6, 0.0: 4, -1.0: 2}
+    half = vary_stroke(tf.constant(images), 0.5).numpy()[0, 5, :, 0]
+    np.testing.assert_allclose(half[2:10], [0, 0.5, 1, 1, 1, 1, 0.5, 0], atol=1e-6)
+    thinner = vary_stroke(tf.constant(images), -0.5).numpy()[0, 5, :, 0]
+    np.testing.assert_allclose(thinner[2:10], [0, 0, 0.5, 1, 1, 0.5, 0, 0], atol=1e-6)
+
+
+def test_box_fill_stretches_the_shorter_side_toward_a_square_at_most_3x():
+    images = np.zeros((3, 28, 28, 1), "float32")
+    images[0, 4:24, 12:16] = 1.0   # tall bar: 20 x 4, stretched 3x (the cap) to 12 wide
+    images[1, 10:18, 4:24] = 1.0   # wide block: 8 x 20, stretched 2.5x to 20 tall
+    images[2, 4:24, 4:24] = 1.0    # already square: unchanged
+    out = RandomDistortion(box_fill=1.0, seed=1)(images, training=True).numpy()[..., 0]
+
+    def extent(image, axis):
+        return int((image.max(axis=axis) > 0.5).sum())
+
+    assert (extent(out[0], 1), extent(out[0], 0)) == (20, 12)
+    assert (extent(out[1], 1), extent(out[1], 0)) == (20, 20)
+    np.testing.assert_array_equal(out[2], images[2, ..., 0])
+    # Centred where the digit's box was.
+    cols = np.flatnonzero(out[0].max(axis=0) > 0.5)
+    assert (cols.min() + cols.max()) / 2 == 13.5
+    none = RandomDistortion(box_fill=1e-9, seed=1)(images, training=True).numpy()
+    np.testing.assert_array_equal(none, images)
 
 
 def test_bilinear_sample_shifts_by_whole_pixels_with_black_outside():

@@ -336,3 +336,31 @@ def test_semeion_digits_are_read_from_ucis_file_and_anything_else_is_refused(tmp
         foreign.semeion_digits(str(short))
     code, _, err = call_main(foreign.main, "--semeion", short, tmp_path)
     assert code == 2 and "not Semeion's semeion.data" in err
+
+
+def test_usps_digits_are_read_gzipped_or_not_and_anything_else_is_refused(tmp_path):
+    import gzip
+
+    import numpy as np
+
+    from bench import foreign
+
+    # Two digits in the ZIP-code layout: the digit, then 256 values in -1..1 (1 the ink).
+    bars = -np.ones((2, 16, 16))
+    bars[0, 2:14, 7:9] = 1
+    bars[1, 7:9, 2:14] = 0  # mid-grey
+    rows = np.concatenate([[[4], [9]], bars.reshape(2, -1)], 1)
+    plain = tmp_path / "zip.test"
+    np.savetxt(plain, rows, fmt="%g")
+    zipped = tmp_path / "zip.test.gz"
+    zipped.write_bytes(gzip.compress(plain.read_bytes()))
+    for path in (plain, zipped):
+        digits, images = foreign.usps_digits(str(path))
+        assert digits.tolist() == [4, 9] and images.dtype == np.uint8
+        np.testing.assert_array_equal(images, np.round((bars + 1) * 127.5))
+    out_of_range = tmp_path / "bad.test"
+    np.savetxt(out_of_range, np.concatenate([[[4], [9]], bars.reshape(2, -1) * 255], 1))
+    with pytest.raises(ValueError, match="256 values in -1..1"):
+        foreign.usps_digits(str(out_of_range))
+    code, _, err = call_main(foreign.main, "--usps", out_of_range, tmp_path)
+    assert code == 2 and "not the USPS zip.test file" in err

@@ -109,6 +109,7 @@ def test_script_malformed_data_file_fails_clearly(tmp_path):
     (["--max-zoom", "1"], "max_zoom must be in [0, 1)"),
     (["--max-shear", "-0.1"], "max_shear must be >= 0"),
     (["--elastic-sigma", "0"], "elastic_sigma must be > 0"),
+    (["--max-stroke", "1.5"], "max_stroke must be in [0, 1]"),
     (["--test-zoom", "3"], "test_zoom must be in [0.5, 2]"),
     (["--conv-filters", "8", "x"], "invalid int value: 'x'"),
     (["--stage-blocks", "0"], "stage_blocks must hold 1 to len(conv_filters) integers"),
