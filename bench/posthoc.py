@@ -16,8 +16,8 @@ For each run folder of `bench.screen` (`<variant>-s<seed>`, the checkpoint
   different seeds averaged (what a two-member ensemble would read).
 With `--foreign`, the same for UCI's handwritten digits laid out as MNIST's
 (`bench.foreign`): handwriting that is not MNIST's; with `--semeion FILE` and
-`--usps FILE`, for Semeion's and USPS' digits too (`bench.foreign`'s flags). The test split is never
-read. Figures are digit errors and the digit head's negative log-likelihood
+`--usps FILE`, for Semeion's and USPS' digits too (`bench.foreign`'s flags).
+The test split is never read. Figures are digit errors and the digit head's negative log-likelihood
 (the digit head reads only the image, so the number does not matter).
 """
 
@@ -95,6 +95,8 @@ def digit_probabilities(model, images):
 
 
 def main(argv=None):
+    from bench.foreign import add_file_arguments, file_sets, mnist_layout
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="*",
                         help="run folders' names in --work-dir (default: all of them)")
@@ -103,8 +105,6 @@ def main(argv=None):
     parser.add_argument("--zooms", nargs="+", type=float, default=[1.05])
     parser.add_argument("--foreign", action="store_true",
                         help="also UCI's handwritten digits (bench.foreign; needs scikit-learn)")
-    from bench.foreign import add_file_arguments, file_sets, mnist_layout
-
     add_file_arguments(parser)
     args = parser.parse_args(argv)
     if any(not 0.5 <= z <= 2 for z in args.zooms):

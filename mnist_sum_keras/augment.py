@@ -104,8 +104,10 @@ class RandomDistortion(layers.Layer):
     shear, shift) plus a smooth random displacement field (Simard et al.,
     2003: uniform noise blurred by a Gaussian of `elastic_sigma` pixels and
     scaled by `elastic_alpha`); both become one set of source coordinates and
-    the image is resampled once, bilinearly, with black outside. Then, with
-    `max_stroke`, its strokes get a random width: a share `t` of
+    the image is resampled once, bilinearly, with black outside. With
+    `box_fill`, a share of the digits is first stretched to fill a square (the
+    same resampling: the stretch is composed into the source coordinates). With
+    `max_stroke`, the strokes then get a random width: a share `t` of
     `[-max_stroke, max_stroke]` blends the image toward its grey-level
     dilation (3x3 maximum: one pixel wider on each side) when `t > 0`, or
     its erosion (3x3 minimum) when `t < 0`. Inference passes images through
